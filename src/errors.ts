@@ -1,0 +1,226 @@
+/**
+ * The one error hierarchy of affinetes. Every error the toolkit throws is an
+ * `AffinetesError`; `code` is stable and meant for programs, `message` for people.
+ */
+export class AffinetesError extends Error {
+  /** Stable machine-readable code, e.g. `"VALIDATION"`, `"METHOD_NOT_FOUND"`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option, flag or body field was invalid. `option` names it (a dotted path). */
+export class ValidationError extends AffinetesError {
+  readonly option: string;
+
+  constructor(option: string, message: string) {
+    super("VALIDATION", option ? `Invalid option "${option}": ${message}` : message);
+    this.option = option;
+  }
+}
+
+/** A requested feature is not available with the given runtime or on this machine. */
+export class UnsupportedError extends AffinetesError {
+  constructor(message: string) {
+    super("UNSUPPORTED", message);
+  }
+}
+
+/** No engine answered for the requested runtime (e.g. no Docker daemon). */
+export class RuntimeUnavailableError extends AffinetesError {
+  constructor(runtime: string, message: string, options?: { cause?: unknown }) {
+    super("RUNTIME_UNAVAILABLE", `${runtime} runtime unavailable: ${message}`, options);
+  }
+}
+
+/** A named thing (environment, image, instance) does not exist. */
+export class NotFoundError extends AffinetesError {
+  readonly kind: string;
+  readonly id: string;
+
+  constructor(kind: string, id: string, message?: string) {
+    super("NOT_FOUND", message ?? `${kind} not found: ${id}`);
+    this.kind = kind;
+    this.id = id;
+  }
+}
+
+/** An image build failed; `log` holds the tail of the build output. */
+export class BuildError extends AffinetesError {
+  readonly log: string;
+
+  constructor(message: string, log = "", options?: { cause?: unknown }) {
+    super("BUILD_FAILED", log ? `${message}\n--- build output (tail) ---\n${log}` : message, options);
+    this.log = log;
+  }
+}
+
+/** An instance failed to start or to become ready; `logs` holds the tail of its output. */
+export class InstanceStartError extends AffinetesError {
+  readonly instance: string;
+  readonly logs: string;
+
+  constructor(instance: string, message: string, logs = "", options?: { cause?: unknown }) {
+    super(
+      "START_FAILED",
+      logs ? `${instance}: ${message}\n--- instance logs (tail) ---\n${logs}` : `${instance}: ${message}`,
+      options,
+    );
+    this.instance = instance;
+    this.logs = logs;
+  }
+}
+
+/** Something the Docker engine, a process or a host refused, with the engine's message. */
+export class InfrastructureError extends AffinetesError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("INFRASTRUCTURE", message, options);
+  }
+}
+
+/** The operation was cancelled through its `AbortSignal`. */
+export class AbortedError extends AffinetesError {
+  constructor(what: string, options?: { cause?: unknown }) {
+    super("ABORTED", `${what} was aborted`, options);
+  }
+}
+
+/** The operation did not finish within its `timeoutMs`. */
+export class TimeoutError extends AffinetesError {
+  readonly timeoutMs: number;
+
+  constructor(what: string, timeoutMs: number, options?: { cause?: unknown }) {
+    super("TIMEOUT", `${what} timed out after ${timeoutMs} ms`, options);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** Base of every failure of a remote method call; `method` names the method. */
+export class CallError extends AffinetesError {
+  readonly method: string;
+
+  constructor(code: string, method: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.method = method;
+  }
+}
+
+/** The environment has no such method; `available` lists the ones it has. */
+export class MethodNotFoundError extends CallError {
+  readonly available: readonly string[];
+
+  constructor(method: string, available: readonly string[]) {
+    const hint = available.length ? ` Available methods: ${available.join(", ")}` : "";
+    super("METHOD_NOT_FOUND", method, `Method not found: ${method}.${hint}`);
+    this.available = available;
+  }
+}
+
+/** The server rejected the call's arguments or body (HTTP 4xx), with Python's message. */
+export class InvalidArgumentsError extends CallError {
+  readonly status: number;
+
+  constructor(method: string, status: number, message: string) {
+    super("INVALID_ARGUMENTS", method, `${method}: ${message}`);
+    this.status = status;
+  }
+}
+
+/** The method raised in the environment; carries the remote exception and traceback. */
+export class RemoteError extends CallError {
+  readonly status: number;
+  /** The Python exception class name, when the server reported it. */
+  readonly errorType: string | undefined;
+  readonly remoteMessage: string;
+  readonly remoteTraceback: string;
+
+  constructor(
+    method: string,
+    status: number,
+    info: { errorType?: string; message: string; traceback: string },
+  ) {
+    const type = info.errorType ? `${info.errorType}: ` : "";
+    super("REMOTE_ERROR", method, `${method} failed in the environment: ${type}${info.message}`);
+    this.status = status;
+    this.errorType = info.errorType;
+    this.remoteMessage = info.message;
+    this.remoteTraceback = info.traceback;
+    if (info.traceback) this.stack = `${this.stack ?? ""}\n--- remote traceback ---\n${info.traceback}`;
+  }
+}
+
+/** The call did not finish in time: on the client (`timeoutMs`/`_timeout`) or the server (`timeout`). */
+export class CallTimeoutError extends CallError {
+  readonly timeoutMs: number | undefined;
+  readonly side: "client" | "server";
+
+  constructor(method: string, side: "client" | "server", timeoutMs: number | undefined, message?: string) {
+    super("CALL_TIMEOUT", method, message ?? `${method} timed out after ${timeoutMs} ms`);
+    this.side = side;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The call was cancelled through its `AbortSignal`. */
+export class CallAbortedError extends CallError {
+  constructor(method: string, options?: { cause?: unknown }) {
+    super("CALL_ABORTED", method, `${method} was aborted`, options);
+  }
+}
+
+/**
+ * The connection to the instance failed. `delivered` tells whether the request may have
+ * reached the server: when false it certainly did not, so sending it elsewhere is safe.
+ */
+export class ConnectionError extends CallError {
+  readonly endpoint: string;
+  readonly delivered: boolean;
+
+  constructor(method: string, endpoint: string, delivered: boolean, options?: { cause?: unknown }) {
+    const reason = describeCause(options?.cause);
+    const where = delivered ? "after the request was sent" : "before the request was sent";
+    super(
+      "CONNECTION_FAILED",
+      method,
+      `${method}: connection to ${endpoint} failed ${where}: ${reason}`,
+      options,
+    );
+    this.endpoint = endpoint;
+    this.delivered = delivered;
+  }
+}
+
+/** A command run in an instance exited non-zero or could not run. */
+export class CommandError extends AffinetesError {
+  readonly command: string;
+  readonly exitCode: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+
+  constructor(command: string, exitCode: number | null, stdout: string, stderr: string) {
+    super("COMMAND_FAILED", `Command failed with exit code ${exitCode}: ${command}\n${stderr.slice(-2000)}`);
+    this.command = command;
+    this.exitCode = exitCode;
+    this.stdout = stdout;
+    this.stderr = stderr;
+  }
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code;
+    return typeof code === "string" ? `${code} ${cause.message}` : cause.message;
+  }
+  return String(cause);
+}
+
+/** The environment was cleaned up; it takes no more calls. */
+export class EnvironmentClosedError extends AffinetesError {
+  constructor(name: string) {
+    super("ENVIRONMENT_CLOSED", `Environment ${name} was cleaned up and takes no more calls`);
+  }
+}

@@ -1,0 +1,68 @@
+import { Pool } from "undici";
+
+/** A decoded HTTP answer: the status and the body parsed as JSON when it is JSON. */
+export interface HttpAnswer {
+  status: number;
+  /** The parsed JSON body, or `undefined` when the body was empty or not JSON. */
+  json: unknown;
+  text: string;
+}
+
+export interface HttpRequestOptions {
+  method: "GET" | "POST";
+  path: string;
+  body?: unknown;
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Keep-alive HTTP/1.1 connections to one instance's server (undici `Pool`), so a call
+ * costs one request on an open socket, not a TCP handshake.
+ */
+export class HttpClient {
+  private readonly pool: Pool;
+  private closed = false;
+
+  constructor(
+    readonly origin: string,
+    options: { connections?: number } = {},
+  ) {
+    this.pool = new Pool(origin, {
+      connections: options.connections ?? 128,
+      keepAliveTimeout: 30_000,
+      connectTimeout: 10_000,
+      // Call duration is bounded by the caller's signal, not by undici's fixed timers.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  }
+
+  async request(options: HttpRequestOptions): Promise<HttpAnswer> {
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const response = await this.pool.request({
+      method: options.method,
+      path: options.path,
+      body,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      signal: options.signal,
+    });
+    const text = await response.body.text();
+    return { status: response.statusCode, json: parseJson(text), text };
+  }
+
+  /** Closes the connections; requests in flight fail. Safe to call more than once. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.destroy();
+  }
+}
+
+function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}

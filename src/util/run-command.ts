@@ -1,0 +1,72 @@
+import { spawn } from "node:child_process";
+import { AbortedError } from "../errors.js";
+import type { ExecResult } from "../runtime/instance.js";
+
+export interface RunCommandOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** Exit code reported for a command stopped by its timeout, as coreutils `timeout` does. */
+export const TIMEOUT_EXIT_CODE = 124;
+
+/**
+ * Runs `sh -c command` in its own process group, collecting output. A command past its
+ * timeout is killed (with its children) and reported with `timedOut: true` and the output
+ * it produced; an abort through `signal` kills it and rejects with `AbortedError`.
+ */
+export function runShellCommand(command: string, options: RunCommandOptions = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(new AbortedError("command"));
+    const child = spawn("sh", ["-c", command], {
+      cwd: options.cwd,
+      env: options.env,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+    let timedOut = false;
+    const killGroup = () => {
+      try {
+        if (child.pid) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    };
+    const timer =
+      options.timeoutMs !== undefined
+        ? setTimeout(() => {
+            timedOut = true;
+            killGroup();
+          }, options.timeoutMs)
+        : undefined;
+    const onAbort = () => killGroup();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+      reject(err);
+    });
+    child.on("close", (code, sig) => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+      if (options.signal?.aborted)
+        return reject(new AbortedError("command", { cause: options.signal.reason }));
+      resolve({
+        stdout: Buffer.concat(stdout).toString("utf8"),
+        stderr: Buffer.concat(stderr).toString("utf8"),
+        exitCode: timedOut ? TIMEOUT_EXIT_CODE : (code ?? 128 + signalNumber(sig)),
+        timedOut,
+      });
+    });
+  });
+}
+
+function signalNumber(sig: NodeJS.Signals | null): number {
+  return sig === "SIGKILL" ? 9 : sig === "SIGTERM" ? 15 : 1;
+}
