@@ -1,0 +1,47 @@
+interface Frame {
+  stream: "stdout" | "stderr";
+  data: Buffer;
+}
+
+/**
+ * Splits Docker's multiplexed stream format (8-byte headers: stream id, 3 zero bytes,
+ * 32-bit size) into frames. Output of a TTY container is not multiplexed and comes
+ * back as one stdout frame.
+ */
+function frames(buffer: Buffer): Frame[] {
+  if (!looksMultiplexed(buffer)) return buffer.length ? [{ stream: "stdout", data: buffer }] : [];
+  const result: Frame[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const size = buffer.readUInt32BE(offset + 4);
+    const data = buffer.subarray(offset + 8, offset + 8 + size);
+    result.push({ stream: buffer[offset] === 2 ? "stderr" : "stdout", data });
+    offset += 8 + size;
+  }
+  return result;
+}
+
+function looksMultiplexed(buffer: Buffer): boolean {
+  const first = buffer[0];
+  return (
+    buffer.length >= 8 &&
+    first !== undefined &&
+    first <= 2 &&
+    buffer[1] === 0 &&
+    buffer[2] === 0 &&
+    buffer[3] === 0
+  );
+}
+
+/** stdout and stderr of a multiplexed buffer, apart. */
+export function demuxDockerOutput(buffer: Buffer): { stdout: string; stderr: string } {
+  const all = frames(buffer);
+  const pick = (stream: Frame["stream"]) =>
+    Buffer.concat(all.filter((f) => f.stream === stream).map((f) => f.data)).toString("utf8");
+  return { stdout: pick("stdout"), stderr: pick("stderr") };
+}
+
+/** Logs as one text, stdout and stderr interleaved in the order they came. */
+export function demuxDockerLogs(buffer: Buffer): string {
+  return Buffer.concat(frames(buffer).map((f) => f.data)).toString("utf8");
+}

@@ -1,0 +1,62 @@
+import Docker from "dockerode";
+import { RuntimeUnavailableError } from "../../errors.js";
+
+/**
+ * Where a Docker engine answers: a unix socket or a tcp address. Plain data, so it can
+ * be handed to the exit-time reaper process.
+ */
+export type DockerConnection =
+  { socketPath: string } | { host: string; port: number; protocol: "http" | "https" };
+
+const DEFAULT_SOCKET = "/var/run/docker.sock";
+
+/** The connection named by `DOCKER_HOST` (unix:// or tcp://), else the default socket. */
+export function connectionFromEnv(dockerHost = process.env.DOCKER_HOST): DockerConnection {
+  if (!dockerHost) return { socketPath: DEFAULT_SOCKET };
+  if (dockerHost.startsWith("unix://")) return { socketPath: dockerHost.slice("unix://".length) };
+  const url = new URL(dockerHost.replace(/^tcp:/, process.env.DOCKER_TLS_VERIFY ? "https:" : "http:"));
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new RuntimeUnavailableError(
+      "docker",
+      `unsupported DOCKER_HOST ${dockerHost} (use unix:// or tcp://)`,
+    );
+  }
+  return {
+    host: url.hostname,
+    port: Number(url.port || (url.protocol === "https:" ? 2376 : 2375)),
+    protocol: url.protocol === "https:" ? "https" : "http",
+  };
+}
+
+/** A dockerode client for a connection. */
+export function dockerClient(connection: DockerConnection): Docker {
+  return new Docker(connection);
+}
+
+/** Whether containers' bridge addresses are reachable from here: a local engine on Linux. */
+export function bridgeIsReachable(connection: DockerConnection): boolean {
+  return process.platform === "linux" && "socketPath" in connection;
+}
+
+/** Resolves when the engine answers `/_ping`, else throws `RuntimeUnavailableError`. */
+export async function pingDocker(docker: Docker, timeoutMs = 2_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      docker.ping(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    throw new RuntimeUnavailableError(
+      "docker",
+      `the Docker engine does not answer (${(err as Error).message})`,
+      {
+        cause: err,
+      },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,159 @@
+import type Docker from "dockerode";
+import { randomBytes } from "node:crypto";
+import { AbortedError, InfrastructureError } from "../../errors.js";
+import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
+import type { EnvType, ExecOptions, ExecResult, Instance } from "../instance.js";
+import { demuxDockerLogs, demuxDockerOutput } from "./demux-stream.js";
+import type { DockerConnection } from "./docker-connection.js";
+import { reapContainersSync } from "./reap-containers.js";
+
+export interface DockerInstanceInit {
+  docker: Docker;
+  connection: DockerConnection;
+  id: string;
+  name: string;
+  envType: EnvType;
+  endpoint: string;
+  reused: boolean;
+  keep: boolean;
+}
+
+/** An environment served by a Docker container. */
+export class DockerInstance implements Instance {
+  readonly runtime = "docker" as const;
+  readonly id: string;
+  readonly name: string;
+  readonly envType: EnvType;
+  readonly reused: boolean;
+  readonly keep: boolean;
+  private readonly docker: Docker;
+  private readonly connection: DockerConnection;
+  private readonly url: string;
+  private stopping: Promise<void> | undefined;
+
+  constructor(init: DockerInstanceInit) {
+    this.docker = init.docker;
+    this.connection = init.connection;
+    this.id = init.id;
+    this.name = init.name;
+    this.envType = init.envType;
+    this.url = init.endpoint;
+    this.reused = init.reused;
+    this.keep = init.keep;
+  }
+
+  endpoint(): string {
+    return this.url;
+  }
+
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    // The shell records its pid so a timed-out command can be killed from a second exec.
+    const pidFile = `/tmp/.affinetes-exec-${randomBytes(6).toString("hex")}.pid`;
+    const exec = await this.docker.getContainer(this.id).exec({
+      Cmd: ["sh", "-c", `echo $$ > ${pidFile}; exec sh -c "$1"`, "sh", command],
+      Env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      WorkingDir: options.cwd,
+      AttachStdout: true,
+      AttachStderr: true,
+    });
+    const stream = await exec.start({ hijack: true, stdin: false });
+    const chunks: Buffer[] = [];
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.once("end", resolve);
+      stream.once("close", resolve);
+      stream.once("error", reject);
+    });
+    const outcome = await raceWithLimits(ended, options);
+    if (outcome !== "done") {
+      await this.killExec(pidFile);
+      stream.destroy();
+      if (outcome === "aborted") throw new AbortedError("command", { cause: options.signal?.reason });
+    }
+    const { stdout, stderr } = demuxDockerOutput(Buffer.concat(chunks));
+    if (outcome === "timeout") return { stdout, stderr, exitCode: TIMEOUT_EXIT_CODE, timedOut: true };
+    const info = await exec.inspect();
+    return { stdout, stderr, exitCode: info.ExitCode ?? -1, timedOut: false };
+  }
+
+  private async killExec(pidFile: string): Promise<void> {
+    try {
+      const killer = await this.docker.getContainer(this.id).exec({
+        Cmd: ["sh", "-c", `kill -9 $(cat ${pidFile}) 2>/dev/null; rm -f ${pidFile}`],
+      });
+      const stream = await killer.start({ hijack: true, stdin: false });
+      stream.resume();
+      await new Promise((resolve) => stream.once("end", resolve));
+    } catch {
+      // the container may be gone; nothing left to kill
+    }
+  }
+
+  async logs(options: { tail?: number } = {}): Promise<string> {
+    const buffer = (await this.docker.getContainer(this.id).logs({
+      stdout: true,
+      stderr: true,
+      follow: false,
+      ...(options.tail !== undefined ? { tail: options.tail } : {}),
+    })) as unknown as Buffer;
+    return demuxDockerLogs(buffer);
+  }
+
+  async isRunning(): Promise<boolean> {
+    try {
+      const info = await this.docker.getContainer(this.id).inspect();
+      return info.State.Running;
+    } catch {
+      return false;
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= removeContainer(this.docker, this.id);
+    return this.stopping;
+  }
+
+  stopSync(): void {
+    if (this.stopping) return;
+    this.stopping = Promise.resolve();
+    reapContainersSync(this.connection, [this.id]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+/** Kills and removes a container in one engine call; a container already gone is fine. */
+export async function removeContainer(docker: Docker, id: string): Promise<void> {
+  try {
+    await docker.getContainer(id).remove({ force: true, v: true });
+  } catch (err) {
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status === 404) return;
+    if (status === 409 && /already in progress/i.test(String((err as Error).message))) return;
+    throw new InfrastructureError(`could not remove container ${id}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+async function raceWithLimits(
+  done: Promise<void>,
+  options: ExecOptions,
+): Promise<"done" | "timeout" | "aborted"> {
+  if (options.signal?.aborted) return "aborted";
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const limits = new Promise<"timeout" | "aborted">((resolve) => {
+    if (options.timeoutMs !== undefined) timer = setTimeout(() => resolve("timeout"), options.timeoutMs);
+    onAbort = () => resolve("aborted");
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([done.then(() => "done" as const), limits]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) options.signal?.removeEventListener("abort", onAbort);
+  }
+}

@@ -1,0 +1,255 @@
+import type Docker from "dockerode";
+import { randomBytes } from "node:crypto";
+import { InfrastructureError, NotFoundError, ValidationError } from "../../errors.js";
+import { SERVER_PORT } from "../../config.js";
+import { sanitizeName } from "../../image/env-folder.js";
+import { HttpClient } from "../../transport/http-client.js";
+import type { OperationOptions } from "../../util/deadline.js";
+import { Deadline } from "../../util/deadline.js";
+import type { EnvType, Instance, InstanceInfo, InstanceSpec } from "../instance.js";
+import { validateInstanceName } from "../instance-name.js";
+import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
+import type { Runtime } from "../runtime.js";
+import { waitForReady } from "../wait-for-ready.js";
+import type { DockerConnection } from "./docker-connection.js";
+import { bridgeIsReachable, connectionFromEnv, dockerClient, pingDocker } from "./docker-connection.js";
+import { DockerInstance, removeContainer } from "./docker-instance.js";
+import { pullImage } from "./pull-image.js";
+
+const DEFAULT_START_TIMEOUT_MS = 120_000;
+const PORT_KEY = `${SERVER_PORT}/tcp`;
+
+export interface DockerRuntimeOptions {
+  /** The engine to use; default from `DOCKER_HOST`, else the local socket. */
+  connection?: DockerConnection;
+  /**
+   * How the client reaches containers: their bridge address (no port opened at all), or
+   * a port published on 127.0.0.1 only. Default: the bridge address for a local engine
+   * on Linux, else published.
+   */
+  address?: "container-ip" | "published";
+}
+
+interface ImageFacts {
+  id: string;
+  envType: EnvType;
+}
+
+/** Runs environments as labelled containers of a Docker engine (dockerode). */
+export class DockerRuntime implements Runtime {
+  readonly kind = "docker" as const;
+  readonly connection: DockerConnection;
+  private readonly docker: Docker;
+  private readonly address: "container-ip" | "published";
+
+  constructor(options: DockerRuntimeOptions = {}) {
+    this.connection = options.connection ?? connectionFromEnv();
+    this.docker = dockerClient(this.connection);
+    this.address = options.address ?? (bridgeIsReachable(this.connection) ? "container-ip" : "published");
+  }
+
+  /** Throws `RuntimeUnavailableError` unless the engine answers. */
+  async ping(timeoutMs?: number): Promise<void> {
+    await pingDocker(this.docker, timeoutMs);
+  }
+
+  async start(spec: InstanceSpec, options: OperationOptions = {}): Promise<Instance> {
+    if (!spec.image) throw new ValidationError("image", "the docker runtime needs an image");
+    if (spec.name !== undefined) validateInstanceName(spec.name);
+    const name = spec.name ?? `affinetes-${sanitizeName(spec.envName)}-${randomBytes(4).toString("hex")}`;
+    const deadline = new Deadline(`starting ${name}`, {
+      timeoutMs: options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+      signal: options.signal,
+    });
+    const image = await deadline.run(() => this.imageFacts(spec, deadline));
+    const envType = spec.envType ?? image.envType;
+    if (spec.name !== undefined) {
+      const adopted = await this.adopt(name, image, envType, spec, deadline);
+      if (adopted) return adopted;
+    }
+    return this.create(name, envType, spec, deadline);
+  }
+
+  private async imageFacts(spec: InstanceSpec, deadline: Deadline): Promise<ImageFacts> {
+    const ref = spec.image as string;
+    if (spec.pull) await pullImage(this.docker, ref, deadline);
+    try {
+      const info = await this.docker.getImage(ref).inspect();
+      const label = info.Config?.Labels?.[LABELS.envType];
+      return { id: info.Id, envType: label === "http_based" ? "http_based" : "function_based" };
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) {
+        throw new NotFoundError(
+          "image",
+          ref,
+          `Image not found: ${ref}. Build it with buildImageFromEnv, or set pull: true to fetch it from a registry.`,
+        );
+      }
+      throw new InfrastructureError(`could not inspect image ${ref}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** Reuses a container of this name when it is ours and runs the same image; otherwise clears the name. */
+  private async adopt(
+    name: string,
+    image: ImageFacts,
+    envType: EnvType,
+    spec: InstanceSpec,
+    deadline: Deadline,
+  ): Promise<Instance | undefined> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(name).inspect();
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+      throw new InfrastructureError(`could not inspect container ${name}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    if (info.Config.Labels?.[LABELS.managed] !== "true") {
+      throw new ValidationError(
+        "containerName",
+        `a container named ${name} exists and was not created by affinetes; choose another name or remove it`,
+      );
+    }
+    if (spec.forceRecreate || info.Image !== image.id) {
+      await removeContainer(this.docker, info.Id);
+      return undefined;
+    }
+    const container = this.docker.getContainer(info.Id);
+    if (!info.State.Running) await container.start();
+    return this.ready(info.Id, name, envType, spec, deadline, true);
+  }
+
+  private async create(
+    name: string,
+    envType: EnvType,
+    spec: InstanceSpec,
+    deadline: Deadline,
+  ): Promise<Instance> {
+    const published = this.address === "published";
+    const container = await deadline.run(() =>
+      this.docker.createContainer({
+        name,
+        Image: spec.image,
+        Env: Object.entries(spec.envVars ?? {}).map(([k, v]) => `${k}=${v}`),
+        Labels: {
+          ...spec.labels,
+          [LABELS.managed]: "true",
+          [LABELS.envName]: spec.envName,
+          [LABELS.envType]: envType,
+          [LABELS.keep]: String(spec.keep ?? false),
+          ...ownerLabels(),
+        },
+        ExposedPorts: { [PORT_KEY]: {} },
+        HostConfig: {
+          RestartPolicy: { Name: spec.restartPolicy ?? "always" },
+          ...(spec.memoryBytes !== undefined ? { Memory: spec.memoryBytes } : {}),
+          // Published only on loopback: nothing is ever opened to the network.
+          ...(published ? { PortBindings: { [PORT_KEY]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
+        },
+      }),
+    );
+    try {
+      await deadline.run(() => container.start());
+      return await this.ready(container.id, name, envType, spec, deadline, false);
+    } catch (err) {
+      await removeContainer(this.docker, container.id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async ready(
+    id: string,
+    name: string,
+    envType: EnvType,
+    spec: InstanceSpec,
+    deadline: Deadline,
+    reused: boolean,
+  ): Promise<Instance> {
+    const info = await deadline.run(() => this.docker.getContainer(id).inspect());
+    const instance = new DockerInstance({
+      docker: this.docker,
+      connection: this.connection,
+      id,
+      name,
+      envType,
+      endpoint: this.endpointOf(info),
+      reused,
+      keep: spec.keep ?? false,
+    });
+    const http = new HttpClient(instance.endpoint(), { connections: 1 });
+    try {
+      await waitForReady({
+        instance: name,
+        http,
+        envType,
+        deadline,
+        failure: () => this.exitReason(id),
+        logs: () => instance.logs({ tail: 50 }),
+      });
+    } finally {
+      await http.close();
+    }
+    return instance;
+  }
+
+  private endpointOf(info: Docker.ContainerInspectInfo): string {
+    if (this.address === "published") {
+      const binding = info.NetworkSettings.Ports?.[PORT_KEY]?.[0];
+      if (!binding?.HostPort)
+        throw new InfrastructureError(`container ${info.Name} has no published port ${PORT_KEY}`);
+      return `http://127.0.0.1:${binding.HostPort}`;
+    }
+    const networks = Object.values(info.NetworkSettings.Networks ?? {});
+    const ip = networks.find((n) => n.IPAddress)?.IPAddress;
+    if (!ip)
+      throw new InfrastructureError(
+        `container ${info.Name} has no IP address (network mode ${info.HostConfig.NetworkMode})`,
+      );
+    return `http://${ip}:${SERVER_PORT}`;
+  }
+
+  private async exitReason(id: string): Promise<string | undefined> {
+    try {
+      const { State: state } = await this.docker.getContainer(id).inspect();
+      if (state.Running && !state.Restarting) return undefined;
+      if (state.OOMKilled) return "the container was killed for exceeding its memory limit";
+      return `the container exited with code ${state.ExitCode}${state.Error ? ` (${state.Error})` : ""}`;
+    } catch (err) {
+      return `the container disappeared (${(err as Error).message})`;
+    }
+  }
+
+  async list(): Promise<InstanceInfo[]> {
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABELS.managed}=true`] },
+    });
+    return containers.map((c) => ({
+      id: c.Id,
+      name: (c.Names[0] ?? c.Id).replace(/^\//, ""),
+      runtime: "docker",
+      envName: c.Labels[LABELS.envName] ?? "",
+      image: c.Image,
+      state: c.State === "running" ? "running" : "stopped",
+      endpoint: undefined,
+      createdAt: new Date(c.Created * 1000),
+      keep: c.Labels[LABELS.keep] === "true",
+    }));
+  }
+
+  async garbageCollect(): Promise<string[]> {
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABELS.managed}=true`] },
+    });
+    const dead = containers.filter((c) => ownerIsDead(c.Labels));
+    await Promise.all(dead.map((c) => removeContainer(this.docker, c.Id)));
+    return dead.map((c) => (c.Names[0] ?? c.Id).replace(/^\//, ""));
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,35 @@
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { DockerConnection } from "./docker-connection.js";
+
+/** What the reaper process reads on stdin. */
+export interface ReapRequest {
+  connection: DockerConnection;
+  ids: string[];
+}
+
+/**
+ * Removes containers synchronously, for the moment the client exits ('exit' handlers
+ * cannot await). A short-lived Node process makes the engine calls; we wait for it.
+ */
+export function reapContainersSync(connection: DockerConnection, ids: readonly string[]): void {
+  if (ids.length === 0) return;
+  const script = reaperScript();
+  if (!script) return;
+  const request: ReapRequest = { connection, ids: [...ids] };
+  spawnSync(process.execPath, [script], {
+    input: JSON.stringify(request),
+    stdio: ["pipe", "ignore", "inherit"],
+    timeout: 15_000,
+  });
+}
+
+/** The compiled reaper next to this module, or in dist/ when running from the TypeScript sources. */
+function reaperScript(): string | undefined {
+  const candidates = [
+    new URL("./reaper-main.js", import.meta.url),
+    new URL("../../../dist/runtime/docker/reaper-main.js", import.meta.url),
+  ];
+  return candidates.map((url) => fileURLToPath(url)).find((path) => existsSync(path));
+}

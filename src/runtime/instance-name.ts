@@ -1,0 +1,13 @@
+import { ValidationError } from "../errors.js";
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/** Instance names follow Docker's container-name rules, so one name works on every runtime. */
+export function validateInstanceName(name: string, option = "containerName"): void {
+  if (!NAME.test(name)) {
+    throw new ValidationError(
+      option,
+      `${JSON.stringify(name)} is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 128 characters)`,
+    );
+  }
+}

@@ -1,0 +1,95 @@
+import type { OperationOptions } from "../util/deadline.js";
+
+/** How an environment serves calls: through the injected server, or its own HTTP app. */
+export type EnvType = "function_based" | "http_based";
+
+/** The implementations of the runtime extension point. */
+export type RuntimeKind = "process" | "docker";
+
+/** Restart policy of an instance; `always` brings a crashed container back. */
+export type RestartPolicy = "no" | "always" | "on-failure" | "unless-stopped";
+
+/** What to start. A runtime reads the fields that apply to it. */
+export interface InstanceSpec {
+  /** Image tag or id (docker). */
+  image?: string;
+  /** Environment folder holding `env.py` (process). */
+  envPath?: string;
+  /** Instance name; with `reuse`, an existing instance of that name is adopted. */
+  name?: string;
+  /** Logical environment name, recorded in labels. */
+  envName: string;
+  /** Overrides the detected type. */
+  envType?: EnvType;
+  /** Environment variables for the instance. */
+  envVars?: Readonly<Record<string, string>>;
+  /** Memory limit in bytes. */
+  memoryBytes?: number;
+  /** Restart policy (docker); default `always`. */
+  restartPolicy?: RestartPolicy;
+  /** Extra labels, recorded alongside affinetes' own. */
+  labels?: Readonly<Record<string, string>>;
+  /** Remove an existing instance of the same name and start anew. */
+  forceRecreate?: boolean;
+  /** Pull the image first, falling back to the local image when the pull fails (docker). */
+  pull?: boolean;
+  /** The instance outlives its client: exit handlers and garbage collection leave it alone. */
+  keep?: boolean;
+}
+
+/** Options of `Instance.exec`. */
+export interface ExecOptions extends OperationOptions {
+  cwd?: string;
+  env?: Readonly<Record<string, string>>;
+}
+
+/** The outcome of a command run in an instance. */
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  /** True when the command was stopped by its `timeoutMs`; the output is what it wrote until then. */
+  timedOut: boolean;
+}
+
+/** What `Runtime.list` reports about an instance. */
+export interface InstanceInfo {
+  id: string;
+  name: string;
+  runtime: RuntimeKind;
+  envName: string;
+  image: string;
+  state: "running" | "stopped";
+  endpoint: string | undefined;
+  createdAt: Date;
+  keep: boolean;
+}
+
+/**
+ * A running environment instance. `stop()` is idempotent; disposing stops it.
+ */
+export interface Instance extends AsyncDisposable {
+  readonly id: string;
+  readonly name: string;
+  readonly runtime: RuntimeKind;
+  readonly envType: EnvType;
+  /** True when `start` adopted an instance that was already running. */
+  readonly reused: boolean;
+  /** True when the instance outlives its client (`keep`). */
+  readonly keep: boolean;
+  /** Base URL of the instance's server, reachable from this process. */
+  endpoint(): string;
+  /** Runs a shell command inside the instance. */
+  exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  /** The instance's output (stdout and stderr), the last `tail` lines when given. */
+  logs(options?: { tail?: number }): Promise<string>;
+  /** Whether the instance is still running. */
+  isRunning(): Promise<boolean>;
+  /** Stops and removes the instance. Safe to call more than once. */
+  stop(): Promise<void>;
+  /**
+   * Best-effort synchronous stop, for the moment the client process exits and can no
+   * longer wait for promises. Prefer `stop()` everywhere else.
+   */
+  stopSync(): void;
+}

@@ -1,0 +1,38 @@
+import { hostname } from "node:os";
+
+/** Label keys affinetes puts on everything it creates, so it never touches anything else. */
+export const LABELS = {
+  managed: "affinetes.managed",
+  envName: "affinetes.env.name",
+  envType: "affinetes.env.type",
+  ownerHost: "affinetes.owner.host",
+  ownerPid: "affinetes.owner.pid",
+  keep: "affinetes.keep",
+} as const;
+
+/** Labels naming this process as the owner, for garbage collection of dead clients. */
+export function ownerLabels(): Record<string, string> {
+  return { [LABELS.ownerHost]: hostname(), [LABELS.ownerPid]: String(process.pid) };
+}
+
+/**
+ * Whether the client that created a resource has died. Only decided for owners on this
+ * host; a resource of another host's client is never judged dead from here.
+ */
+export function ownerIsDead(labels: Readonly<Record<string, string>>): boolean {
+  if (labels[LABELS.keep] === "true") return false;
+  if (labels[LABELS.ownerHost] !== hostname()) return false;
+  const pid = Number(labels[LABELS.ownerPid]);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  return !processIsAlive(pid);
+}
+
+/** Whether a process with this pid exists (signal 0 probes without signalling). */
+export function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -1,0 +1,106 @@
+import type { ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { runShellCommand } from "../../util/run-command.js";
+import { tailLines } from "../../util/tail-lines.js";
+import type { ExecOptions, ExecResult, Instance } from "../instance.js";
+import { LABELS, processIsAlive } from "../labels.js";
+import type { ProcessRecord } from "./process-state.js";
+import { instanceDir, removeInstanceDir } from "./process-state.js";
+
+const STOP_GRACE_MS = 3_000;
+
+/** An environment served by a local subprocess (its own process group). */
+export class ProcessInstance implements Instance {
+  readonly runtime = "process" as const;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly record: ProcessRecord,
+    readonly reused: boolean,
+    private readonly envVars: Readonly<Record<string, string>> = {},
+    private readonly child?: ChildProcess,
+  ) {}
+
+  get id(): string {
+    return `process-${this.record.pid}`;
+  }
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  get envType() {
+    return this.record.envType;
+  }
+
+  get keep(): boolean {
+    return this.record.labels[LABELS.keep] === "true";
+  }
+
+  get pid(): number {
+    return this.record.pid;
+  }
+
+  endpoint(): string {
+    return `http://127.0.0.1:${this.record.port}`;
+  }
+
+  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    return runShellCommand(command, {
+      cwd: options.cwd ?? this.record.envPath,
+      env: { ...process.env, ...this.envVars, ...options.env },
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+    });
+  }
+
+  async logs(options: { tail?: number } = {}): Promise<string> {
+    const text = await readFile(logFile(this.record.name), "utf8").catch(() => "");
+    return tailLines(text, options.tail);
+  }
+
+  async isRunning(): Promise<boolean> {
+    return this.alive();
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.terminate();
+    return this.stopping;
+  }
+
+  stopSync(): void {
+    if (this.stopping) return;
+    this.signalGroup("SIGKILL");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  private async terminate(): Promise<void> {
+    this.signalGroup("SIGTERM");
+    const deadline = Date.now() + STOP_GRACE_MS;
+    while (this.alive() && Date.now() < deadline) await sleep(20);
+    if (this.alive()) this.signalGroup("SIGKILL");
+    await removeInstanceDir(this.record.name);
+  }
+
+  private alive(): boolean {
+    if (this.child) return this.child.exitCode === null && this.child.signalCode === null;
+    return processIsAlive(this.record.pid);
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    try {
+      process.kill(-this.record.pid, signal); // the server and anything user code spawned
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export function logFile(name: string): string {
+  return join(instanceDir(name), "server.log");
+}

@@ -1,0 +1,220 @@
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { configuredPython } from "../../config.js";
+import { AbortedError, InstanceStartError, ValidationError } from "../../errors.js";
+import { readEnvFolder } from "../../image/env-folder.js";
+import type { EnvFolder } from "../../image/env-folder.js";
+import { serverScriptPath } from "../../server/server-files.js";
+import { HttpClient } from "../../transport/http-client.js";
+import type { OperationOptions } from "../../util/deadline.js";
+import { Deadline } from "../../util/deadline.js";
+import type { Instance, InstanceInfo, InstanceSpec } from "../instance.js";
+import { LABELS, ownerIsDead, ownerLabels, processIsAlive } from "../labels.js";
+import type { Runtime } from "../runtime.js";
+import { validateInstanceName } from "../instance-name.js";
+import { waitForReady } from "../wait-for-ready.js";
+import { ProcessInstance, logFile } from "./process-instance.js";
+import type { ProcessRecord } from "./process-state.js";
+import { instanceDir, listRecords, readRecord, removeInstanceDir, writeRecord } from "./process-state.js";
+
+const DEFAULT_START_TIMEOUT_MS = 60_000;
+
+export interface ProcessRuntimeOptions {
+  /** Python interpreter; default `AFFINETES_PYTHON` or `python3`. */
+  python?: string;
+}
+
+/**
+ * Runs environments as local subprocesses: the method server for the env folder on
+ * 127.0.0.1 and a free port, in its own process group, with logs in the state dir.
+ * The embedded default when no Docker engine answers; no isolation beyond a process.
+ */
+export class ProcessRuntime implements Runtime {
+  readonly kind = "process" as const;
+  private readonly python: string;
+
+  constructor(options: ProcessRuntimeOptions = {}) {
+    this.python = options.python ?? configuredPython();
+  }
+
+  async start(spec: InstanceSpec, options: OperationOptions = {}): Promise<Instance> {
+    if (!spec.envPath) {
+      throw new ValidationError("envPath", "the process runtime runs an environment folder: give envPath");
+    }
+    if (spec.name !== undefined) validateInstanceName(spec.name);
+    const folder = await readEnvFolder(spec.envPath, spec.envType);
+    const name = spec.name ?? `${folder.name}-${randomBytes(4).toString("hex")}`;
+    const deadline = new Deadline(`starting ${name}`, {
+      timeoutMs: options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+      signal: options.signal,
+    });
+    if (spec.name !== undefined) {
+      const adopted = await this.adopt(name, folder, spec);
+      if (adopted) return adopted;
+    }
+    return this.spawnServer(name, folder, spec, deadline);
+  }
+
+  /** An already running instance of this name and folder, unless `forceRecreate`; stale records are removed. */
+  private async adopt(name: string, folder: EnvFolder, spec: InstanceSpec): Promise<Instance | undefined> {
+    const record = await readRecord(name);
+    if (!record) return undefined;
+    const running = processIsAlive(record.pid);
+    if (running && !spec.forceRecreate && record.envPath === folder.path) {
+      return new ProcessInstance(record, true, spec.envVars);
+    }
+    if (running) await new ProcessInstance(record, false).stop();
+    else await removeInstanceDir(name);
+    return undefined;
+  }
+
+  private async spawnServer(
+    name: string,
+    folder: EnvFolder,
+    spec: InstanceSpec,
+    deadline: Deadline,
+  ): Promise<Instance> {
+    const dir = instanceDir(name);
+    await mkdir(dir, { recursive: true });
+    const portFile = join(dir, "port");
+    await rm(portFile, { force: true });
+    const log = await open(logFile(name), "a");
+    const labels = {
+      ...spec.labels,
+      [LABELS.managed]: "true",
+      [LABELS.envName]: spec.envName,
+      [LABELS.envType]: folder.envType,
+      [LABELS.keep]: String(spec.keep ?? false),
+      ...ownerLabels(),
+    };
+    let child;
+    try {
+      child = spawn(this.python, ["-u", serverScriptPath()], {
+        cwd: folder.path,
+        env: this.serverEnv(folder, spec, portFile),
+        stdio: ["ignore", log.fd, log.fd],
+        detached: true, // its own process group: stop() reaches whatever user code spawned
+      });
+    } finally {
+      await log.close();
+    }
+    child.unref();
+    const spawnFailure = new Promise<string>((resolve) =>
+      child.once("error", (err) => resolve(`cannot run ${this.python}: ${err.message}`)),
+    );
+    const record: ProcessRecord = {
+      name,
+      pid: child.pid ?? -1,
+      port: 0,
+      envPath: folder.path,
+      envName: spec.envName,
+      envType: folder.envType,
+      startedAt: new Date().toISOString(),
+      labels,
+    };
+    const instance = new ProcessInstance(record, false, spec.envVars, child);
+    try {
+      record.port = await waitForPortFile(portFile, name, deadline, instance, spawnFailure);
+      await writeRecord(record);
+      const http = new HttpClient(instance.endpoint(), { connections: 1 });
+      try {
+        await waitForReady({
+          instance: name,
+          http,
+          envType: folder.envType,
+          deadline,
+          failure: async () => ((await instance.isRunning()) ? undefined : "the server process exited"),
+          logs: () => instance.logs({ tail: 50 }),
+        });
+      } finally {
+        await http.close();
+      }
+      return instance;
+    } catch (err) {
+      await instance.stop();
+      throw err;
+    }
+  }
+
+  private serverEnv(folder: EnvFolder, spec: InstanceSpec, portFile: string): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...spec.envVars,
+      AFFINETES_ENV_PATH: folder.envFile,
+      AFFINETES_ENV_TYPE: folder.envType,
+      AFFINETES_HOST: "127.0.0.1",
+      AFFINETES_PORT: "0",
+      AFFINETES_PORT_FILE: portFile,
+    };
+    // Tie the server's life to ours unless it must outlive us.
+    if (!spec.keep) env.AFFINETES_PARENT_PID = String(process.pid);
+    else delete env.AFFINETES_PARENT_PID;
+    return env;
+  }
+
+  async list(): Promise<InstanceInfo[]> {
+    const records = await listRecords();
+    return records.map((r) => {
+      const running = processIsAlive(r.pid);
+      return {
+        id: `process-${r.pid}`,
+        name: r.name,
+        runtime: "process",
+        envName: r.envName,
+        image: r.envPath,
+        state: running ? "running" : "stopped",
+        endpoint: running ? `http://127.0.0.1:${r.port}` : undefined,
+        createdAt: new Date(r.startedAt),
+        keep: r.labels[LABELS.keep] === "true",
+      };
+    });
+  }
+
+  async garbageCollect(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const record of await listRecords()) {
+      const running = processIsAlive(record.pid);
+      if (running && !ownerIsDead(record.labels)) continue;
+      await new ProcessInstance(record, false).stop();
+      removed.push(record.name);
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** The server writes its port once it listens; until then we also watch for an early exit. */
+async function waitForPortFile(
+  portFile: string,
+  name: string,
+  deadline: Deadline,
+  instance: ProcessInstance,
+  spawnFailure: Promise<string>,
+): Promise<number> {
+  let failure: string | undefined;
+  void spawnFailure.then((reason) => (failure = reason));
+  for (let interval = 5; ; interval = Math.min(50, interval * 2)) {
+    const text = await readFile(portFile, "utf8").catch(() => "");
+    const port = Number(text);
+    if (text && Number.isInteger(port) && port > 0) return port;
+    if (failure) throw new InstanceStartError(name, failure);
+    if (!(await instance.isRunning())) {
+      throw new InstanceStartError(
+        name,
+        "the server process exited during start",
+        await instance.logs({ tail: 50 }),
+      );
+    }
+    if (deadline.fired) {
+      const cause = deadline.error();
+      if (cause instanceof AbortedError) throw cause;
+      throw new InstanceStartError(name, "server did not listen in time", await instance.logs({ tail: 50 }), {
+        cause,
+      });
+    }
+    await deadline.sleep(interval).catch(() => undefined);
+  }
+}

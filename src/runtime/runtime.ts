@@ -1,0 +1,18 @@
+import type { OperationOptions } from "../util/deadline.js";
+import type { Instance, InstanceInfo, InstanceSpec, RuntimeKind } from "./instance.js";
+
+/**
+ * The runtime extension point: starts and finds instances on one host.
+ * Every implementation passes the conformance suite in `test/runtime/conformance.ts`.
+ */
+export interface Runtime {
+  readonly kind: RuntimeKind;
+  /** Starts an instance (or adopts a running one of the same name) and waits until it is ready. */
+  start(spec: InstanceSpec, options?: OperationOptions): Promise<Instance>;
+  /** The instances affinetes created on this runtime, of any client. */
+  list(): Promise<InstanceInfo[]>;
+  /** Removes instances whose owning client died, unless they were started with `keep`. Returns their names. */
+  garbageCollect(): Promise<string[]>;
+  /** Releases the runtime's connections. Instances keep running. */
+  close(): Promise<void>;
+}
