@@ -1,0 +1,159 @@
+import type Docker from "dockerode";
+import { readFile } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import { z } from "zod";
+import { configuredBaseImage } from "../config.js";
+import { BuildError } from "../errors.js";
+import type { EnvType } from "../runtime/instance.js";
+import type { DockerConnection } from "../runtime/docker/docker-connection.js";
+import { connectionFromEnv, dockerClient } from "../runtime/docker/docker-connection.js";
+import { SERVER_FILE_NAME, serverScriptPath } from "../server/server-files.js";
+import type { OperationOptions } from "../util/deadline.js";
+import { Deadline } from "../util/deadline.js";
+import { parseOptions } from "../util/validate.js";
+import { filesContext, folderContext } from "./build-context.js";
+import { baseStageTag, defaultDockerfile, serverLayerDockerfile } from "./dockerfiles.js";
+import { readEnvFolder } from "./env-folder.js";
+import { imageRefSchema } from "./image-ref.js";
+
+/** Options of `buildImageFromEnv`; the names are the Python affinetes' ones. */
+export interface BuildImageOptions extends OperationOptions {
+  /** The environment folder (env.py, optional Dockerfile and requirements.txt). */
+  envPath: string;
+  /** Tag of the final image, e.g. `"calculator:latest"`. */
+  imageTag: string;
+  /** Overrides the env type detected from env.py. */
+  envType?: EnvType;
+  /** Build without Docker's layer cache. */
+  nocache?: boolean;
+  /** No build output on stderr. */
+  quiet?: boolean;
+  /** Build args for the user's Dockerfile. */
+  buildargs?: Record<string, string>;
+  /** Base image for folders without a Dockerfile (and build arg `BASE_IMAGE`); default `AFFINETES_BASE_IMAGE` or `python:3.12-slim`. */
+  baseImage?: string;
+  /** The Docker engine; default from `DOCKER_HOST`, else the local socket. */
+  docker?: DockerConnection;
+  /** Receives each line of build output (also when `quiet`). */
+  onProgress?: (line: string) => void;
+}
+
+const schema = z.object({
+  envPath: z.string().min(1),
+  imageTag: imageRefSchema,
+  envType: z.enum(["function_based", "http_based"]).optional(),
+  nocache: z.boolean().optional(),
+  quiet: z.boolean().optional(),
+  buildargs: z.record(z.string(), z.string()).optional(),
+  baseImage: imageRefSchema.optional(),
+  timeoutMs: z.number().int().positive().optional(),
+});
+
+const TAIL_LINES = 40;
+
+/**
+ * Builds an environment image in two stages: the folder's Dockerfile (or a default one)
+ * becomes `<tag>-base`; a thin layer adds the method server and the `affinetes.env.type`
+ * label. Nothing is fetched at build time beyond what the user's Dockerfile does.
+ * Returns the image tag.
+ */
+export async function buildImageFromEnv(options: BuildImageOptions): Promise<string> {
+  parseOptions(schema, stripFunctions(options), "build options");
+  const folder = await readEnvFolder(options.envPath, options.envType);
+  const baseImage = options.baseImage ?? configuredBaseImage();
+  const docker = dockerClient(options.docker ?? connectionFromEnv());
+  const deadline = new Deadline(`building ${options.imageTag}`, options);
+  const baseTag = baseStageTag(options.imageTag);
+
+  const extra: Record<string, string> = folder.hasDockerfile
+    ? {}
+    : { Dockerfile: defaultDockerfile(folder, baseImage) };
+  await runBuild(docker, await folderContext(folder.path, extra), {
+    tag: baseTag,
+    nocache: options.nocache,
+    buildargs: { BASE_IMAGE: baseImage, ...options.buildargs },
+    quiet: options.quiet,
+    onProgress: options.onProgress,
+    deadline,
+  });
+
+  const server = await readFile(serverScriptPath(), "utf8");
+  await runBuild(
+    docker,
+    filesContext({ Dockerfile: serverLayerDockerfile(baseTag, folder.envType), [SERVER_FILE_NAME]: server }),
+    {
+      tag: options.imageTag,
+      nocache: options.nocache,
+      quiet: options.quiet,
+      onProgress: options.onProgress,
+      deadline,
+    },
+  );
+  return options.imageTag;
+}
+
+interface RunBuildOptions {
+  tag: string;
+  nocache: boolean | undefined;
+  buildargs?: Record<string, string>;
+  quiet: boolean | undefined;
+  onProgress: ((line: string) => void) | undefined;
+  deadline: Deadline;
+}
+
+interface BuildEvent {
+  stream?: string;
+  status?: string;
+  error?: string;
+  errorDetail?: { message?: string };
+}
+
+async function runBuild(docker: Docker, context: Readable, options: RunBuildOptions): Promise<void> {
+  const tail: string[] = [];
+  const emit = (text: string) => {
+    for (const line of text.split("\n")) {
+      if (!line.trim()) continue;
+      tail.push(line);
+      if (tail.length > TAIL_LINES) tail.shift();
+      options.onProgress?.(line);
+      if (!options.quiet) process.stderr.write(`${line}\n`);
+    }
+  };
+  try {
+    await options.deadline.run(async (signal) => {
+      const stream = await docker.buildImage(context, {
+        t: options.tag,
+        nocache: options.nocache ?? false,
+        rm: true,
+        forcerm: true,
+        ...(options.buildargs ? { buildargs: options.buildargs } : {}),
+        ...(signal ? { abortSignal: signal } : {}),
+      });
+      await new Promise<void>((resolve, reject) => {
+        docker.modem.followProgress(
+          stream,
+          (err: Error | null, events: BuildEvent[]) => {
+            const failed = err ?? events.find((e) => e.error);
+            if (!failed) return resolve();
+            reject(
+              new Error(
+                failed instanceof Error ? failed.message : (failed.errorDetail?.message ?? failed.error),
+              ),
+            );
+          },
+          (event: BuildEvent) => emit(event.stream ?? event.status ?? ""),
+        );
+      });
+    });
+  } catch (err) {
+    if (options.deadline.fired) throw err;
+    throw new BuildError(`building ${options.tag} failed: ${(err as Error).message}`, tail.join("\n"), {
+      cause: err,
+    });
+  }
+}
+
+function stripFunctions(options: BuildImageOptions): Record<string, unknown> {
+  const { signal: _signal, onProgress: _onProgress, docker: _docker, ...rest } = options;
+  return rest;
+}
