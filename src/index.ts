@@ -1,0 +1,53 @@
+/**
+ * affinetes: define sandboxed environments once, run them as local processes or Docker
+ * containers, and call their methods.
+ */
+export { loadEnv } from "./environment/load-env.js";
+export type { EnvironmentHandle, LoadEnvOptions } from "./environment/load-env.js";
+export { Environment } from "./environment/environment.js";
+export type { CallArguments, RemoteMethod, RemoteMethods } from "./environment/environment.js";
+export { cleanupAllEnvironments, getEnvironment, listActiveEnvironments } from "./environment/registry.js";
+export { buildImageFromEnv } from "./image/build-image.js";
+export type { BuildImageOptions } from "./image/build-image.js";
+export { detectEnvType, readEnvFolder } from "./image/env-folder.js";
+export type { EnvFolder } from "./image/env-folder.js";
+export type { CallOptions, MethodInfo } from "./transport/method-client.js";
+export { DockerRuntime } from "./runtime/docker/docker-runtime.js";
+export type { DockerRuntimeOptions } from "./runtime/docker/docker-runtime.js";
+export type { DockerConnection } from "./runtime/docker/docker-connection.js";
+export { ProcessRuntime } from "./runtime/process/process-runtime.js";
+export type { ProcessRuntimeOptions } from "./runtime/process/process-runtime.js";
+export type { Runtime } from "./runtime/runtime.js";
+export type {
+  EnvType,
+  ExecOptions,
+  ExecResult,
+  Instance,
+  InstanceInfo,
+  InstanceSpec,
+  RestartPolicy,
+  RuntimeKind,
+} from "./runtime/instance.js";
+export type { OperationOptions } from "./util/deadline.js";
+export { DEFAULT_BASE_IMAGE, configuredBaseImage } from "./config.js";
+export {
+  AbortedError,
+  AffinetesError,
+  BuildError,
+  CallAbortedError,
+  CallError,
+  CallTimeoutError,
+  CommandError,
+  ConnectionError,
+  EnvironmentClosedError,
+  InfrastructureError,
+  InstanceStartError,
+  InvalidArgumentsError,
+  MethodNotFoundError,
+  NotFoundError,
+  RemoteError,
+  RuntimeUnavailableError,
+  TimeoutError,
+  UnsupportedError,
+  ValidationError,
+} from "./errors.js";
