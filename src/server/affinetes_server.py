@@ -243,7 +243,7 @@ class Dispatcher:
         except HttpError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported to the caller with its traceback
-            tb = traceback.format_exc()
+            tb = user_traceback(exc)
             sys.stderr.write("affinetes: %s raised\n%s" % (name, tb))
             raise HttpError(
                 500,
@@ -269,6 +269,20 @@ class Dispatcher:
         except TypeError as exc:
             message = "Invalid arguments for %s%s: %s" % (name, sig, exc)
             raise HttpError(400, message, error_type="TypeError", message=str(exc))
+
+
+_MACHINERY = (os.path.abspath(__file__), os.path.dirname(asyncio.__file__), os.path.dirname(concurrent.futures.__file__))
+
+
+def user_traceback(exc):
+    """The traceback from the first frame of user code on: the server's own frames say nothing."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    start = 0
+    while start < len(frames) and os.path.abspath(frames[start].filename).startswith(_MACHINERY):
+        start += 1
+    kept = frames[start:] or frames
+    lines = ["Traceback (most recent call last):\n"] + traceback.format_list(kept)
+    return "".join(lines + traceback.format_exception_only(type(exc), exc))
 
 
 def _timeout_seconds(kwargs):

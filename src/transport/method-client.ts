@@ -1,5 +1,4 @@
-import type {
-  CallError} from "../errors.js";
+import type { CallError } from "../errors.js";
 import {
   CallAbortedError,
   CallTimeoutError,

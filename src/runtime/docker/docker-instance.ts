@@ -79,7 +79,12 @@ export class DockerInstance implements Instance {
   private async killExec(pidFile: string): Promise<void> {
     try {
       const killer = await this.docker.getContainer(this.id).exec({
-        Cmd: ["sh", "-c", `kill -9 $(cat ${pidFile}) 2>/dev/null; rm -f ${pidFile}`],
+        // Exec processes lead their own process group: kill the whole group, children included.
+        Cmd: [
+          "sh",
+          "-c",
+          `pid=$(cat ${pidFile}); kill -9 -$pid 2>/dev/null || kill -9 $pid; rm -f ${pidFile}`,
+        ],
       });
       const stream = await killer.start({ hijack: true, stdin: false });
       stream.resume();

@@ -1,0 +1,129 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Instance, InstanceSpec, Runtime } from "../../src/index.js";
+import { HttpClient } from "../../src/transport/http-client.js";
+
+export interface ConformanceTarget {
+  name: string;
+  /** Creates the runtime under test; called once per suite. */
+  runtime: () => Promise<Runtime>;
+  /** A spec of a function-based environment (the calculator example) for this runtime. */
+  spec: (overrides?: Partial<InstanceSpec>) => InstanceSpec;
+  /** A spec of test/fixtures/broken-env, whose env.py raises at import. */
+  brokenSpec: () => InstanceSpec;
+}
+
+async function health(instance: Instance): Promise<number> {
+  const http = new HttpClient(instance.endpoint());
+  try {
+    return (await http.request({ method: "GET", path: "/health" })).status;
+  } finally {
+    await http.close();
+  }
+}
+
+/** The contract every runtime keeps. */
+export function runtimeConformance(target: ConformanceTarget): void {
+  describe(`runtime conformance: ${target.name}`, () => {
+    let runtime: Runtime;
+    const started: Instance[] = [];
+    const start = async (overrides?: Partial<InstanceSpec>) => {
+      const instance = await runtime.start(target.spec(overrides), { timeoutMs: 60_000 });
+      started.push(instance);
+      return instance;
+    };
+
+    beforeAll(async () => {
+      runtime = await target.runtime();
+    });
+
+    afterAll(async () => {
+      await Promise.all(started.map((i) => i.stop()));
+      await runtime?.close();
+    });
+
+    it("starts a ready instance whose endpoint answers /health", async () => {
+      const instance = await start();
+      expect(instance.runtime).toBe(runtime.kind);
+      expect(instance.envType).toBe("function_based");
+      expect(instance.reused).toBe(false);
+      expect(await health(instance)).toBe(200);
+      expect(await instance.isRunning()).toBe(true);
+    });
+
+    it("runs commands with exit code, env and cwd; a command past its timeout is killed and flagged", async () => {
+      const instance = await start();
+      const ok = await instance.exec("echo out; echo err >&2; echo $GREETING; pwd", {
+        env: { GREETING: "hi" },
+        cwd: "/tmp",
+      });
+      expect(ok).toEqual({ stdout: "out\nhi\n/tmp\n", stderr: "err\n", exitCode: 0, timedOut: false });
+      expect((await instance.exec("exit 3")).exitCode).toBe(3);
+      const slow = await instance.exec("echo partial; sleep 30", { timeoutMs: 300 });
+      expect(slow).toMatchObject({ stdout: "partial\n", timedOut: true });
+      expect(slow.exitCode).not.toBe(0);
+      expect((await instance.exec("echo still-usable")).stdout).toBe("still-usable\n");
+    });
+
+    it("keeps the server's output in logs, with tail", async () => {
+      const instance = await start();
+      expect(await instance.logs()).toMatch(/affinetes: listening on/);
+      expect((await instance.logs({ tail: 1 })).trim().split("\n")).toHaveLength(1);
+    });
+
+    it("lists its instances with their labels' facts", async () => {
+      const instance = await start({ envName: "conformance-list" });
+      const info = (await runtime.list()).find((i) => i.name === instance.name);
+      expect(info).toMatchObject({
+        runtime: runtime.kind,
+        envName: "conformance-list",
+        state: "running",
+        keep: false,
+      });
+    });
+
+    it("stop() removes the instance and is idempotent", async () => {
+      const instance = await start();
+      await Promise.all([instance.stop(), instance.stop()]);
+      await instance.stop();
+      expect(await instance.isRunning()).toBe(false);
+      expect((await runtime.list()).find((i) => i.name === instance.name)).toBeUndefined();
+    });
+
+    it("reuses a running instance by name, and forceRecreate replaces it", async () => {
+      const name = `conf-reuse-${process.pid}-${runtime.kind}`;
+      const first = await start({ name });
+      const again = await start({ name });
+      expect(again.reused).toBe(true);
+      expect(again.id).toBe(first.id);
+      const fresh = await start({ name, forceRecreate: true });
+      expect(fresh.reused).toBe(false);
+      expect(fresh.id).not.toBe(first.id);
+      expect(await first.isRunning()).toBe(false);
+      expect(await health(fresh)).toBe(200);
+    });
+
+    it("garbage collection leaves instances of live clients alone", async () => {
+      const instance = await start();
+      const removed = await runtime.garbageCollect();
+      expect(removed).not.toContain(instance.name);
+      expect(await instance.isRunning()).toBe(true);
+    });
+
+    it("reports an environment that fails to import as a start error carrying its logs, leaving nothing behind", async () => {
+      const before = (await runtime.list()).length;
+      const error = await runtime.start(target.brokenSpec(), { timeoutMs: 30_000 }).catch((e: unknown) => e);
+      expect((error as Error).name).toBe("InstanceStartError");
+      expect((error as Error).message).toMatch(/exited/);
+      expect((error as Error).message).toMatch(/RuntimeError: broken on purpose/);
+      expect((await runtime.list()).length).toBe(before);
+    });
+
+    it("honours an abort signal while starting", async () => {
+      const controller = new AbortController();
+      controller.abort();
+      await expect(runtime.start(target.spec(), { signal: controller.signal })).rejects.toMatchObject({
+        code: "ABORTED",
+      });
+    });
+  });
+}

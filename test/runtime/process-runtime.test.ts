@@ -1,0 +1,10 @@
+import { ProcessRuntime } from "../../src/index.js";
+import { examplePath, fixturePath } from "../helpers/paths.js";
+import { runtimeConformance } from "./conformance.js";
+
+runtimeConformance({
+  name: "process",
+  runtime: async () => new ProcessRuntime(),
+  spec: (overrides) => ({ envName: "calculator", envPath: examplePath("calculator"), ...overrides }),
+  brokenSpec: () => ({ envName: "broken", envPath: fixturePath("broken-env") }),
+});
