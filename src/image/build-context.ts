@@ -16,19 +16,24 @@ export type ExtraFiles = Readonly<Record<string, string>>;
 
 /**
  * Streams a folder as a tar build context, leaving out what its `.dockerignore` excludes,
- * as `docker build` does. `extra` files are appended (they win over the folder's).
+ * as `docker build` does. With `prefix`, the folder's files go under that folder of the
+ * context. `extra` files are added at the context's root (and win over the folder's).
  */
-export async function folderContext(dir: string, extra: ExtraFiles = {}): Promise<Readable> {
+export async function folderContext(dir: string, extra: ExtraFiles = {}, prefix = ""): Promise<Readable> {
   const rules = await readFile(join(dir, ".dockerignore"), "utf8").catch(() => "");
   const matcher = dockerignore({ ignorecase: false }).add(rules.split(/\r?\n/));
   const always = new Set(["Dockerfile", ".dockerignore"]);
-  const extraNames = new Set(Object.keys(extra));
+  const replaced = new Set(prefix ? [] : Object.keys(extra));
   const tar = packDirectory(dir, {
     ignore: (name) => {
       const rel = relative(dir, name).split(sep).join("/");
+      if (replaced.has(rel)) return true;
       if (!rel || always.has(rel)) return false;
-      return extraNames.has(rel) || matcher.ignores(rel);
+      return matcher.ignores(rel);
     },
+    ...(prefix
+      ? { map: (header) => ({ ...header, name: header.name === "." ? prefix : `${prefix}/${header.name}` }) }
+      : {}),
     finalize: false,
     finish: (pack) => {
       for (const [name, content] of Object.entries(extra)) pack.entry({ name, mode: 0o644 }, content);

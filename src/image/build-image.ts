@@ -12,8 +12,14 @@ import type { OperationOptions } from "../util/deadline.js";
 import { Deadline } from "../util/deadline.js";
 import { parseOptions } from "../util/validate.js";
 import { filesContext, folderContext } from "./build-context.js";
-import { baseStageTag, defaultDockerfile, serverLayerDockerfile } from "./dockerfiles.js";
+import {
+  DEFAULT_CONTEXT_DIR,
+  baseStageTag,
+  defaultDockerfile,
+  serverLayerDockerfile,
+} from "./dockerfiles.js";
 import { readEnvFolder } from "./env-folder.js";
+import type { EnvFolder } from "./env-folder.js";
 import { imageRefSchema } from "./image-ref.js";
 
 /** Options of `buildImageFromEnv`; the names are the Python affinetes' ones. */
@@ -65,10 +71,7 @@ export async function buildImageFromEnv(options: BuildImageOptions): Promise<str
   const deadline = new Deadline(`building ${options.imageTag}`, options);
   const baseTag = baseStageTag(options.imageTag);
 
-  const extra: Record<string, string> = folder.hasDockerfile
-    ? {}
-    : { Dockerfile: defaultDockerfile(folder, baseImage) };
-  await runBuild(docker, await folderContext(folder.path, extra), {
+  await runBuild(docker, await userStageContext(folder, baseImage), {
     tag: baseTag,
     nocache: options.nocache,
     buildargs: { BASE_IMAGE: baseImage, ...options.buildargs },
@@ -90,6 +93,19 @@ export async function buildImageFromEnv(options: BuildImageOptions): Promise<str
     },
   );
   return options.imageTag;
+}
+
+/**
+ * The folder as context. Without a Dockerfile of its own, the folder goes under `app/`
+ * beside a generated Dockerfile, so nothing of ours is copied into the image.
+ */
+async function userStageContext(folder: EnvFolder, baseImage: string): Promise<Readable> {
+  if (folder.hasDockerfile) return folderContext(folder.path);
+  return folderContext(
+    folder.path,
+    { Dockerfile: defaultDockerfile(folder, baseImage) },
+    DEFAULT_CONTEXT_DIR,
+  );
 }
 
 interface RunBuildOptions {

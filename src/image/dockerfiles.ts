@@ -3,6 +3,9 @@ import { SERVER_FILE_NAME } from "../server/server-files.js";
 import type { EnvType } from "../runtime/instance.js";
 import type { EnvFolder } from "./env-folder.js";
 
+/** Folder of the build context holding the environment when the Dockerfile is generated. */
+export const DEFAULT_CONTEXT_DIR = "app";
+
 /**
  * The Dockerfile used when an environment folder has none: the configured Python base
  * image (build arg `BASE_IMAGE`), the folder in /app, and `requirements.txt` when present.
@@ -11,11 +14,11 @@ export function defaultDockerfile(folder: EnvFolder, baseImage: string): string 
   const lines = [`ARG BASE_IMAGE=${baseImage}`, "FROM ${BASE_IMAGE}", "WORKDIR /app"];
   if (folder.hasRequirements) {
     lines.push(
-      "COPY requirements.txt /app/requirements.txt",
+      `COPY ${DEFAULT_CONTEXT_DIR}/requirements.txt /app/requirements.txt`,
       "RUN pip install --no-cache-dir -r /app/requirements.txt",
     );
   }
-  lines.push("COPY . /app");
+  lines.push(`COPY ${DEFAULT_CONTEXT_DIR}/ /app/`);
   if (folder.envType === "http_based") {
     lines.push(
       `CMD ["python3", "-m", "uvicorn", "env:app", "--host", "0.0.0.0", "--port", "${SERVER_PORT}"]`,

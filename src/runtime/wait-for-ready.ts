@@ -1,5 +1,5 @@
 import { AbortedError, InstanceStartError } from "../errors.js";
-import type { HttpClient } from "../transport/http-client.js";
+import { HttpClient } from "../transport/http-client.js";
 import type { Deadline } from "../util/deadline.js";
 import type { EnvType } from "./instance.js";
 
@@ -57,7 +57,8 @@ export async function waitForReady(probe: ReadinessProbe): Promise<void> {
 }
 
 function attemptSignal(deadline: Deadline): AbortSignal {
-  const attempt = AbortSignal.timeout(2_000);
+  // Short: an address with nothing behind it (a container between restarts) must not stall the loop.
+  const attempt = AbortSignal.timeout(1_000);
   return deadline.signal ? AbortSignal.any([deadline.signal, attempt]) : attempt;
 }
 
@@ -75,4 +76,13 @@ async function safeLogs(probe: ReadinessProbe): Promise<string> {
   } catch {
     return "";
   }
+}
+
+/**
+ * The client readiness probes use. Its connect timeout is short because a container
+ * between restarts has no address: a connect there hangs instead of being refused, and
+ * undici does not cut a pending connect when the request's signal fires.
+ */
+export function readinessClient(endpoint: string): HttpClient {
+  return new HttpClient(endpoint, { connections: 1, connectTimeoutMs: 500 });
 }

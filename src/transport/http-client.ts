@@ -25,12 +25,12 @@ export class HttpClient {
 
   constructor(
     readonly origin: string,
-    options: { connections?: number } = {},
+    options: { connections?: number; connectTimeoutMs?: number } = {},
   ) {
     this.pool = new Pool(origin, {
       connections: options.connections ?? 128,
       keepAliveTimeout: 30_000,
-      connectTimeout: 10_000,
+      connectTimeout: options.connectTimeoutMs ?? 10_000,
       // Call duration is bounded by the caller's signal, not by undici's fixed timers.
       headersTimeout: 0,
       bodyTimeout: 0,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InstanceStartError } from "../../src/index.js";
 import type { Instance, InstanceSpec, Runtime } from "../../src/index.js";
 import { HttpClient } from "../../src/transport/http-client.js";
 
@@ -110,12 +111,13 @@ export function runtimeConformance(target: ConformanceTarget): void {
     });
 
     it("reports an environment that fails to import as a start error carrying its logs, leaving nothing behind", async () => {
-      const before = (await runtime.list()).length;
       const error = await runtime.start(target.brokenSpec(), { timeoutMs: 30_000 }).catch((e: unknown) => e);
-      expect((error as Error).name).toBe("InstanceStartError");
-      expect((error as Error).message).toMatch(/exited/);
-      expect((error as Error).message).toMatch(/RuntimeError: broken on purpose/);
-      expect((await runtime.list()).length).toBe(before);
+      expect(error).toBeInstanceOf(InstanceStartError);
+      const message = (error as InstanceStartError).message;
+      expect(message, message).toMatch(/exited/);
+      expect(message, message).toMatch(/RuntimeError: broken on purpose/);
+      const name = (error as InstanceStartError).instance;
+      expect((await runtime.list()).find((i) => i.name === name)).toBeUndefined();
     });
 
     it("honours an abort signal while starting", async () => {

@@ -37,7 +37,10 @@ describe("dockerfiles", () => {
   it("makes a default Dockerfile from the configured base image, with requirements when present", () => {
     const text = defaultDockerfile({ ...folder, envType: "function_based" }, "local/python:3");
     expect(text).toContain("ARG BASE_IMAGE=local/python:3\nFROM ${BASE_IMAGE}");
-    expect(text).toContain("pip install --no-cache-dir -r /app/requirements.txt");
+    expect(text).toContain(
+      "COPY app/requirements.txt /app/requirements.txt\nRUN pip install --no-cache-dir -r /app/requirements.txt",
+    );
+    expect(text).toContain("COPY app/ /app/");
     expect(text).not.toContain("CMD");
     expect(defaultDockerfile({ ...folder, envType: "http_based" }, "b")).toContain('"uvicorn", "env:app"');
   });

@@ -1,5 +1,6 @@
 import type Docker from "dockerode";
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { AbortedError, InfrastructureError } from "../../errors.js";
 import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
 import type { EnvType, ExecOptions, ExecResult, Instance } from "../instance.js";
@@ -129,17 +130,29 @@ export class DockerInstance implements Instance {
   }
 }
 
-/** Kills and removes a container in one engine call; a container already gone is fine. */
+/**
+ * Kills and removes a container, normally in one engine call; a container already gone
+ * is fine. The engine refuses to remove a container caught restarting: then its restart
+ * policy is switched off and it is killed first.
+ */
 export async function removeContainer(docker: Docker, id: string): Promise<void> {
-  try {
-    await docker.getContainer(id).remove({ force: true, v: true });
-  } catch (err) {
-    const status = (err as { statusCode?: number }).statusCode;
-    if (status === 404) return;
-    if (status === 409 && /already in progress/i.test(String((err as Error).message))) return;
-    throw new InfrastructureError(`could not remove container ${id}: ${(err as Error).message}`, {
-      cause: err,
-    });
+  const container = docker.getContainer(id);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await container.remove({ force: true, v: true });
+      return;
+    } catch (err) {
+      const status = (err as { statusCode?: number }).statusCode;
+      const message = String((err as Error).message);
+      if (status === 404) return;
+      if (status === 409 && /already in progress/i.test(message)) return;
+      if (attempt >= 3) {
+        throw new InfrastructureError(`could not remove container ${id}: ${message}`, { cause: err });
+      }
+      await container.update({ RestartPolicy: { Name: "no" } }).catch(() => undefined);
+      await container.kill().catch(() => undefined);
+      await sleep(50 * (attempt + 1));
+    }
   }
 }
 

@@ -3,14 +3,13 @@ import { randomBytes } from "node:crypto";
 import { InfrastructureError, NotFoundError, ValidationError } from "../../errors.js";
 import { SERVER_PORT } from "../../config.js";
 import { sanitizeName } from "../../image/env-folder.js";
-import { HttpClient } from "../../transport/http-client.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
 import type { EnvType, Instance, InstanceInfo, InstanceSpec } from "../instance.js";
 import { validateInstanceName } from "../instance-name.js";
 import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
 import type { Runtime } from "../runtime.js";
-import { waitForReady } from "../wait-for-ready.js";
+import { readinessClient, waitForReady } from "../wait-for-ready.js";
 import type { DockerConnection } from "./docker-connection.js";
 import { bridgeIsReachable, connectionFromEnv, dockerClient, pingDocker } from "./docker-connection.js";
 import { DockerInstance, removeContainer } from "./docker-instance.js";
@@ -180,14 +179,14 @@ export class DockerRuntime implements Runtime {
       reused,
       keep: spec.keep ?? false,
     });
-    const http = new HttpClient(instance.endpoint(), { connections: 1 });
+    const http = readinessClient(instance.endpoint());
     try {
       await waitForReady({
         instance: name,
         http,
         envType,
         deadline,
-        failure: () => this.exitReason(id),
+        failure: () => this.exitReason(id, info.RestartCount),
         logs: () => instance.logs({ tail: 50 }),
       });
     } finally {
@@ -212,12 +211,20 @@ export class DockerRuntime implements Runtime {
     return `http://${ip}:${SERVER_PORT}`;
   }
 
-  private async exitReason(id: string): Promise<string | undefined> {
+  /**
+   * Why the container can no longer become ready, if it cannot. Any restart since
+   * `baselineRestarts` counts: with restart policy `always` a crashing server is rarely
+   * caught in the exited state, but its restart count gives it away.
+   */
+  private async exitReason(id: string, baselineRestarts: number): Promise<string | undefined> {
     try {
-      const { State: state } = await this.docker.getContainer(id).inspect();
-      if (state.Running && !state.Restarting) return undefined;
+      const info = await this.docker.getContainer(id).inspect();
+      const state = info.State;
+      const restarted = info.RestartCount > baselineRestarts;
+      if (state.Running && !state.Restarting && !restarted) return undefined;
       if (state.OOMKilled) return "the container was killed for exceeding its memory limit";
-      return `the container exited with code ${state.ExitCode}${state.Error ? ` (${state.Error})` : ""}`;
+      const restarts = restarted ? `, restarted ${info.RestartCount - baselineRestarts} time(s)` : "";
+      return `the container exited with code ${state.ExitCode}${restarts}${state.Error ? ` (${state.Error})` : ""}`;
     } catch (err) {
       return `the container disappeared (${(err as Error).message})`;
     }

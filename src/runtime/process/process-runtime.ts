@@ -7,14 +7,13 @@ import { AbortedError, InstanceStartError, ValidationError } from "../../errors.
 import { readEnvFolder } from "../../image/env-folder.js";
 import type { EnvFolder } from "../../image/env-folder.js";
 import { serverScriptPath } from "../../server/server-files.js";
-import { HttpClient } from "../../transport/http-client.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
 import type { Instance, InstanceInfo, InstanceSpec } from "../instance.js";
 import { LABELS, ownerIsDead, ownerLabels, processIsAlive } from "../labels.js";
 import type { Runtime } from "../runtime.js";
 import { validateInstanceName } from "../instance-name.js";
-import { waitForReady } from "../wait-for-ready.js";
+import { readinessClient, waitForReady } from "../wait-for-ready.js";
 import { ProcessInstance, logFile } from "./process-instance.js";
 import type { ProcessRecord } from "./process-state.js";
 import { instanceDir, listRecords, readRecord, removeInstanceDir, writeRecord } from "./process-state.js";
@@ -89,6 +88,7 @@ export class ProcessRuntime implements Runtime {
       [LABELS.keep]: String(spec.keep ?? false),
       ...ownerLabels(),
     };
+    const spawnFailure: { reason?: string } = {};
     let child;
     try {
       child = spawn(this.python, ["-u", serverScriptPath()], {
@@ -97,13 +97,12 @@ export class ProcessRuntime implements Runtime {
         stdio: ["ignore", log.fd, log.fd],
         detached: true, // its own process group: stop() reaches whatever user code spawned
       });
+      // Attached before any await: a failed spawn reports on the next tick.
+      child.once("error", (err) => (spawnFailure.reason = `cannot run ${this.python}: ${err.message}`));
     } finally {
       await log.close();
     }
     child.unref();
-    const spawnFailure = new Promise<string>((resolve) =>
-      child.once("error", (err) => resolve(`cannot run ${this.python}: ${err.message}`)),
-    );
     const record: ProcessRecord = {
       name,
       pid: child.pid ?? -1,
@@ -118,7 +117,7 @@ export class ProcessRuntime implements Runtime {
     try {
       record.port = await waitForPortFile(portFile, name, deadline, instance, spawnFailure);
       await writeRecord(record);
-      const http = new HttpClient(instance.endpoint(), { connections: 1 });
+      const http = readinessClient(instance.endpoint());
       try {
         await waitForReady({
           instance: name,
@@ -192,16 +191,15 @@ async function waitForPortFile(
   name: string,
   deadline: Deadline,
   instance: ProcessInstance,
-  spawnFailure: Promise<string>,
+  spawnFailure: { reason?: string },
 ): Promise<number> {
-  let failure: string | undefined;
-  void spawnFailure.then((reason) => (failure = reason));
   for (let interval = 5; ; interval = Math.min(50, interval * 2)) {
     const text = await readFile(portFile, "utf8").catch(() => "");
     const port = Number(text);
     if (text && Number.isInteger(port) && port > 0) return port;
-    if (failure) throw new InstanceStartError(name, failure);
+    if (spawnFailure.reason) throw new InstanceStartError(name, spawnFailure.reason);
     if (!(await instance.isRunning())) {
+      if (spawnFailure.reason) throw new InstanceStartError(name, spawnFailure.reason);
       throw new InstanceStartError(
         name,
         "the server process exited during start",
