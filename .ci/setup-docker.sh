@@ -3,17 +3,7 @@
 # Idempotent: every step is skipped when its result is already there.
 set -euo pipefail
 
-log() { printf '[setup-docker] %s\n' "$*" >&2; }
-
-apt_updated=0
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$apt_updated" -eq 0 ]; then apt-get update -qq; apt_updated=1; fi
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+. "$(dirname "$0")/lib.sh"
 
 start_dockerd() {
   if docker info >/dev/null 2>&1; then log "engine already answers"; return 0; fi

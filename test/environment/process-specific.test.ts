@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { ProcessRuntime, loadEnv } from "../../src/index.js";
 import { processIsAlive } from "../../src/runtime/labels.js";
 import { killAndWait, startHoldingClient } from "../helpers/client-process.js";
+import { inCi } from "../helpers/docker.js";
 import { examplePath } from "../helpers/paths.js";
 
 async function waitUntilDead(pid: number): Promise<boolean> {
@@ -25,6 +26,8 @@ function pythonWithFastapi(): string | undefined {
 }
 
 const fastapiPython = pythonWithFastapi();
+if (!fastapiPython && inCi)
+  throw new Error("CI requires a python3 with fastapi and uvicorn (.ci/run installs them)");
 if (!fastapiPython)
   console.warn("[affinetes tests] HTTP-based process test skipped: no python3 with fastapi and uvicorn");
 

@@ -1,0 +1,39 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { hasDocker } from "./helpers/docker.js";
+import { repoRoot } from "./helpers/paths.js";
+
+const run = promisify(execFile);
+
+/** Runs the quickstart exactly as `npm start` does, in a separate process. */
+async function quickstart(...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/quickstart.ts", ...args], {
+    cwd: repoRoot,
+    timeout: 120_000,
+  });
+  return stdout;
+}
+
+function expectQuickstartOutput(stdout: string, mode: string): void {
+  expect(stdout).toMatch(new RegExp(`✓ Environment started: \\S+ \\(${mode}, http://`));
+  expect(stdout).toContain("add(a=1, b=2) = 3");
+  expect(stdout).toContain('stats([1, 2, 3, 4]) = {"mean":2.5');
+  expect(stdout).toContain("divide(a=1, b=0) raised ZeroDivisionError: division by zero");
+}
+
+describe("examples/quickstart.ts", () => {
+  it("runs on the process runtime", async () => {
+    expectQuickstartOutput(await quickstart("--mode", "process"), "process");
+  });
+
+  it.skipIf(!hasDocker)("runs on docker", async () => {
+    expectQuickstartOutput(await quickstart("--mode", "docker"), "docker");
+  });
+
+  it("rejects a bad --mode with a clear message and exit code 2", async () => {
+    const error = await quickstart("--mode", "kubernetes").catch((e: unknown) => e);
+    expect((error as { code?: number }).code).toBe(2);
+    expect((error as { stderr?: string }).stderr).toMatch(/--mode must be "docker" or "process"/);
+  });
+});
