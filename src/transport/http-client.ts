@@ -13,6 +13,11 @@ export interface HttpRequestOptions {
   path: string;
   body?: unknown;
   signal?: AbortSignal | undefined;
+  /**
+   * Bound on waiting for the answer once the request is sent. Enforced by undici's own
+   * timers: no per-request timer or signal to allocate on the hot path.
+   */
+  timeoutMs?: number | undefined;
 }
 
 /**
@@ -45,6 +50,9 @@ export class HttpClient {
       body,
       headers: body === undefined ? {} : { "content-type": "application/json" },
       signal: options.signal,
+      ...(options.timeoutMs !== undefined
+        ? { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }
+        : {}),
     });
     const text = await response.body.text();
     return { status: response.statusCode, json: parseJson(text), text };

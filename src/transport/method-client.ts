@@ -58,14 +58,14 @@ export class MethodClient {
     kwargs: Record<string, unknown>,
     options: CallOptions = {},
   ): Promise<unknown> {
-    const answer = await this.send(method, options, (signal) =>
+    const answer = await this.send(method, options, (limits) =>
       this.envType === "function_based"
-        ? this.http.request({ method: "POST", path: "/call", body: { method, args, kwargs }, signal })
+        ? this.http.request({ method: "POST", path: "/call", body: { method, args, kwargs }, ...limits })
         : this.http.request({
             method: "POST",
             path: `/${encodeURIComponent(method)}`,
             body: directBody(args, kwargs),
-            signal,
+            ...limits,
           }),
     );
     if (answer.status === 200) {
@@ -79,8 +79,8 @@ export class MethodClient {
   /** The methods the environment exposes. HTTP-based environments are read from their OpenAPI document. */
   async listMethods(options: CallOptions = {}): Promise<MethodInfo[]> {
     if (this.envType === "http_based") return this.listHttpMethods(options);
-    const answer = await this.send("listMethods", options, (signal) =>
-      this.http.request({ method: "GET", path: "/methods", signal }),
+    const answer = await this.send("listMethods", options, (limits) =>
+      this.http.request({ method: "GET", path: "/methods", ...limits }),
     );
     if (answer.status !== 200) throw await this.translate("listMethods", answer);
     const methods = (answer.json as { methods?: MethodInfo[] } | undefined)?.methods ?? [];
@@ -89,8 +89,8 @@ export class MethodClient {
   }
 
   private async listHttpMethods(options: CallOptions): Promise<MethodInfo[]> {
-    const answer = await this.send("listMethods", options, (signal) =>
-      this.http.request({ method: "GET", path: "/openapi.json", signal }),
+    const answer = await this.send("listMethods", options, (limits) =>
+      this.http.request({ method: "GET", path: "/openapi.json", ...limits }),
     );
     const paths =
       (answer.json as { paths?: Record<string, Record<string, unknown>> } | undefined)?.paths ?? {};
@@ -110,17 +110,19 @@ export class MethodClient {
   private async send(
     method: string,
     options: CallOptions,
-    request: (signal: AbortSignal | undefined) => Promise<HttpAnswer>,
+    request: (limits: { signal?: AbortSignal; timeoutMs?: number }) => Promise<HttpAnswer>,
   ): Promise<HttpAnswer> {
-    const timeout = options.timeoutMs !== undefined ? AbortSignal.timeout(options.timeoutMs) : undefined;
-    const signals = [options.signal, timeout].filter((s): s is AbortSignal => s !== undefined);
-    const signal = signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
     try {
-      return await request(signal);
+      return await request({
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      });
     } catch (err) {
       if (options.signal?.aborted) throw new CallAbortedError(method, { cause: options.signal.reason });
-      if (timeout?.aborted) throw new CallTimeoutError(method, "client", options.timeoutMs);
       const code = errorCode(err);
+      if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+        throw new CallTimeoutError(method, "client", options.timeoutMs);
+      }
       throw new ConnectionError(method, this.http.origin, !NOT_DELIVERED.has(code ?? ""), { cause: err });
     }
   }

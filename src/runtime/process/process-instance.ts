@@ -1,4 +1,5 @@
 import type { ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -81,10 +82,21 @@ export class ProcessInstance implements Instance {
 
   private async terminate(): Promise<void> {
     this.signalGroup("SIGTERM");
-    const deadline = Date.now() + STOP_GRACE_MS;
-    while (this.alive() && Date.now() < deadline) await sleep(20);
-    if (this.alive()) this.signalGroup("SIGKILL");
+    if (!(await this.exited(STOP_GRACE_MS))) this.signalGroup("SIGKILL");
     await removeInstanceDir(this.record.name);
+  }
+
+  /** Waits up to `ms` for the server to exit: its exit event when it is our child, else polling. */
+  private async exited(ms: number): Promise<boolean> {
+    if (!this.alive()) return true;
+    const child = this.child;
+    if (child) {
+      const timer = sleep(ms, false);
+      return Promise.race([once(child, "exit").then(() => true), timer]);
+    }
+    const deadline = Date.now() + ms;
+    while (this.alive() && Date.now() < deadline) await sleep(10);
+    return !this.alive();
   }
 
   private alive(): boolean {

@@ -193,7 +193,9 @@ async function waitForPortFile(
   instance: ProcessInstance,
   spawnFailure: { reason?: string },
 ): Promise<number> {
-  for (let interval = 5; ; interval = Math.min(50, interval * 2)) {
+  // A constant short interval: reading a small file costs little, and Python's own
+  // start-up (~100 ms) is what we wait for.
+  for (let elapsed = 0; ; elapsed += 5) {
     const text = await readFile(portFile, "utf8").catch(() => "");
     const port = Number(text);
     if (text && Number.isInteger(port) && port > 0) return port;
@@ -213,6 +215,6 @@ async function waitForPortFile(
         cause,
       });
     }
-    await deadline.sleep(interval).catch(() => undefined);
+    await deadline.sleep(elapsed < 2_000 ? 5 : 25).catch(() => undefined);
   }
 }

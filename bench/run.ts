@@ -1,0 +1,229 @@
+/**
+ * Benchmarks, each against a raw baseline measured in the same run:
+ *  - call latency: `env.add(...)` vs a raw undici POST /call to the same server;
+ *  - concurrent throughput: 64 calls in flight, same comparison;
+ *  - ready time (docker): loadEnv -> first call vs raw Docker API create + start + /health,
+ *    and vs `docker run -d` + /health through the CLI;
+ *  - ready time (process): loadEnv -> first call vs spawning the server by hand + /health.
+ * Writes medians and ratios to bench/RESULTS.md.
+ *
+ *   npm run bench            (needs a Docker engine for the docker rows; the base image
+ *                             comes from AFFINETES_BASE_IMAGE, as for the tests)
+ */
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import Docker from "dockerode";
+import { Pool, request } from "undici";
+import { buildImageFromEnv, loadEnv } from "../src/index.js";
+import { serverScriptPath } from "../src/server/server-files.js";
+import { median, percentile, timed } from "./stats.js";
+
+const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
+const STARTS = Number(process.env.BENCH_STARTS ?? 10);
+const CONCURRENCY = 64;
+const image = "affinetes-bench/calculator:latest";
+const calculator = fileURLToPath(new URL("../examples/calculator", import.meta.url));
+const rows: string[] = [];
+const run = promisify(execFile);
+
+function row(what: string, ours: number[], raw: number[], rawName: string, unit = "ms"): void {
+  const o = median(ours);
+  const r = median(raw);
+  const fmt = (v: number) => (unit === "ms" ? v.toFixed(3) : v.toFixed(0));
+  const line = `| ${what} | ${fmt(o)} | ${fmt(r)} (${rawName}) | ${(o / r).toFixed(2)}x | p90 ${fmt(percentile(ours, 90))} vs ${fmt(percentile(raw, 90))} |`;
+  rows.push(line);
+  console.log(line);
+}
+
+async function benchCalls(mode: "docker" | "process"): Promise<void> {
+  await using env = await loadEnv(mode === "docker" ? { image } : { envPath: calculator, mode });
+  const pool = new Pool(env.endpoint, { connections: CONCURRENCY });
+  const raw = async () => {
+    const res = await pool.request({
+      path: "/call",
+      method: "POST",
+      body: JSON.stringify({ method: "add", args: [], kwargs: { a: 1, b: 2 } }),
+      headers: { "content-type": "application/json" },
+    });
+    const body = (await res.body.json()) as { result: number };
+    if (body.result !== 3) throw new Error("bad result");
+  };
+  const ours = async () => {
+    if ((await env.add({ a: 1, b: 2 })) !== 3) throw new Error("bad result");
+  };
+  for (let i = 0; i < 200; i++) {
+    await ours();
+    await raw();
+  }
+  const oursTimes: number[] = [];
+  const rawTimes: number[] = [];
+  for (let i = 0; i < CALLS; i++) {
+    // Interleaved, so both see the same machine state.
+    oursTimes.push(await timed(ours));
+    rawTimes.push(await timed(raw));
+  }
+  row(`call latency, ${mode} (sequential, ${CALLS} calls)`, oursTimes, rawTimes, "raw undici POST");
+
+  const batch = async (fn: () => Promise<void>) =>
+    timed(() => Promise.all(Array.from({ length: CONCURRENCY }, fn)));
+  const oursBatches: number[] = [];
+  const rawBatches: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    oursBatches.push(await batch(ours));
+    rawBatches.push(await batch(raw));
+  }
+  row(
+    `${CONCURRENCY} concurrent calls, ${mode} (batch time, 30 batches)`,
+    oursBatches,
+    rawBatches,
+    "raw undici POST",
+  );
+  await pool.close();
+}
+
+async function waitHealthy(url: string): Promise<void> {
+  for (;;) {
+    try {
+      const res = await request(`${url}/health`);
+      await res.body.dump();
+      if (res.statusCode === 200) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(5);
+  }
+}
+
+/** Times `start` (up to the first successful call); `stop` runs afterwards, off the clock. */
+async function startTime(start: () => Promise<() => Promise<unknown>>): Promise<number> {
+  let stop: (() => Promise<unknown>) | undefined;
+  const ms = await timed(async () => {
+    stop = await start();
+  });
+  await stop?.();
+  return ms;
+}
+
+async function benchDockerReady(): Promise<void> {
+  const docker = new Docker();
+  const ours: number[] = [];
+  const raw: number[] = [];
+  const cli: number[] = [];
+  for (let i = 0; i < STARTS; i++) {
+    ours.push(
+      await startTime(async () => {
+        const env = await loadEnv({ image });
+        await env.add({ a: 1, b: 2 });
+        return () => env.cleanup();
+      }),
+    );
+    raw.push(
+      await startTime(async () => {
+        const container = await docker.createContainer({ Image: image });
+        await container.start();
+        const info = await container.inspect();
+        const ip = Object.values(info.NetworkSettings.Networks)[0]?.IPAddress;
+        await waitHealthy(`http://${ip}:8000`);
+        return () => container.remove({ force: true });
+      }),
+    );
+    cli.push(
+      await startTime(async () => {
+        const { stdout } = await run("docker", ["run", "-d", image]);
+        const id = stdout.trim();
+        const { stdout: ip } = await run("docker", ["inspect", "-f", "{{.NetworkSettings.IPAddress}}", id]);
+        await waitHealthy(`http://${ip.trim()}:8000`);
+        return () => run("docker", ["rm", "-f", id]);
+      }),
+    );
+  }
+  row(
+    `ready: loadEnv -> first call, docker (${STARTS} starts)`,
+    ours,
+    raw,
+    "raw Docker API create+start+first /health",
+  );
+  row(
+    `ready: loadEnv -> first call, docker (${STARTS} starts)`,
+    ours,
+    cli,
+    "docker CLI run -d+inspect+first /health",
+  );
+}
+
+async function benchProcessReady(): Promise<void> {
+  const ours: number[] = [];
+  const raw: number[] = [];
+  for (let i = 0; i < STARTS; i++) {
+    ours.push(
+      await startTime(async () => {
+        const env = await loadEnv({ envPath: calculator, mode: "process" });
+        await env.add({ a: 1, b: 2 });
+        return () => env.cleanup();
+      }),
+    );
+    raw.push(
+      await startTime(async () => {
+        const dir = mkdtempSync(join(tmpdir(), "affinetes-bench-"));
+        const portFile = join(dir, "port");
+        const child = spawn("python3", ["-u", serverScriptPath()], {
+          cwd: calculator,
+          env: {
+            ...process.env,
+            AFFINETES_ENV_PATH: join(calculator, "env.py"),
+            AFFINETES_HOST: "127.0.0.1",
+            AFFINETES_PORT: "0",
+            AFFINETES_PORT_FILE: portFile,
+          },
+          stdio: "ignore",
+        });
+        while (!existsSync(portFile)) await sleep(5);
+        await waitHealthy(`http://127.0.0.1:${readFileSync(portFile, "utf8")}`);
+        return async () => {
+          const exited = new Promise((resolve) => child.once("exit", resolve));
+          child.kill("SIGTERM");
+          await exited;
+        };
+      }),
+    );
+  }
+  row(`ready: loadEnv -> first call, process (${STARTS} starts)`, ours, raw, "spawn server + first /health");
+}
+
+async function dockerAnswers(): Promise<boolean> {
+  return new Docker().ping().then(
+    () => true,
+    () => false,
+  );
+}
+
+const header = [
+  "| what | affinetes (median) | baseline (median) | ratio | spread |",
+  "|---|---|---|---|---|",
+];
+console.log(header.join("\n"));
+const withDocker = await dockerAnswers();
+if (withDocker) {
+  await buildImageFromEnv({ envPath: calculator, imageTag: image, quiet: true });
+  await benchCalls("docker");
+}
+await benchCalls("process");
+if (withDocker) await benchDockerReady();
+await benchProcessReady();
+
+const report = `# Benchmark results
+
+Written by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 10)}:
+${cpus().length} cores (${cpus()[0]?.model ?? "unknown"}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}.
+Every row compares affinetes with a raw baseline measured in the same run, interleaved.
+Times in milliseconds; ratio = affinetes / baseline (lower is better).
+${withDocker ? "" : "\nNo Docker engine answered: docker rows are missing.\n"}
+${[...header, ...rows].join("\n")}
+`;
+writeFileSync(fileURLToPath(new URL("./RESULTS.md", import.meta.url)), report);
+console.log("\nwritten to bench/RESULTS.md");
