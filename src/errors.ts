@@ -182,7 +182,9 @@ export class ConnectionError extends CallError {
 
   constructor(method: string, endpoint: string, delivered: boolean, options?: { cause?: unknown }) {
     const reason = describeCause(options?.cause);
-    const where = delivered ? "after the request was sent" : "before the request was sent";
+    const where = delivered
+      ? "after the request was sent (the method may have run, so the call was not retried; mark it idempotent to allow retries)"
+      : "before the request was sent";
     super(
       "CONNECTION_FAILED",
       method,
@@ -222,5 +224,26 @@ function describeCause(cause: unknown): string {
 export class EnvironmentClosedError extends AffinetesError {
   constructor(name: string) {
     super("ENVIRONMENT_CLOSED", `Environment ${name} was cleaned up and takes no more calls`);
+  }
+}
+
+/** Some replicas of a pool failed to start; the ones that started were stopped. */
+export class PoolStartError extends AffinetesError {
+  readonly failures: ReadonlyArray<{ replica: number; error: Error }>;
+
+  constructor(total: number, failures: ReadonlyArray<{ replica: number; error: Error }>) {
+    const lines = failures.map((f) => `  replica ${f.replica}: ${f.error.message.split("\n")[0]}`);
+    super(
+      "POOL_START_FAILED",
+      `${failures.length} of ${total} replicas failed to start:\n${lines.join("\n")}`,
+    );
+    this.failures = failures;
+  }
+}
+
+/** No replica of the environment became healthy within the call's time. */
+export class NoHealthyInstanceError extends CallError {
+  constructor(method: string, total: number) {
+    super("NO_HEALTHY_INSTANCE", method, `${method}: none of the ${total} instance(s) is healthy`);
   }
 }

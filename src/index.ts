@@ -23,12 +23,18 @@ export type {
   ExecOptions,
   ExecResult,
   Instance,
+  InstanceEvent,
   InstanceInfo,
   InstanceSpec,
   RestartPolicy,
   RuntimeKind,
 } from "./runtime/instance.js";
 export type { OperationOptions } from "./util/deadline.js";
+export { InstancePool } from "./pool/instance-pool.js";
+export type { PoolCallOptions, PoolStats } from "./pool/instance-pool.js";
+export type { InstanceStats } from "./pool/pool-member.js";
+export { createLoadBalancer } from "./pool/load-balancer.js";
+export type { BalancerCandidate, LoadBalanceStrategy, LoadBalancer } from "./pool/load-balancer.js";
 export { DEFAULT_BASE_IMAGE, configuredBaseImage } from "./config.js";
 export {
   AbortedError,
@@ -44,7 +50,9 @@ export {
   InstanceStartError,
   InvalidArgumentsError,
   MethodNotFoundError,
+  NoHealthyInstanceError,
   NotFoundError,
+  PoolStartError,
   RemoteError,
   RuntimeUnavailableError,
   TimeoutError,

@@ -1,21 +1,21 @@
 import { EnvironmentClosedError, ValidationError } from "../errors.js";
+import type { InstancePool, PoolCallOptions, PoolStats } from "../pool/instance-pool.js";
 import type { EnvType, ExecOptions, ExecResult, Instance, RuntimeKind } from "../runtime/instance.js";
-import { HttpClient } from "../transport/http-client.js";
 import type { CallOptions, MethodInfo } from "../transport/method-client.js";
-import { MethodClient } from "../transport/method-client.js";
 
 /** Arguments of a remote call: an object is the kwargs, an array the positional args. */
 export type CallArguments = Record<string, unknown> | readonly unknown[];
 
 /** A remote method as the proxy exposes it: `env.add({ a: 1, b: 2 })`. */
-export type RemoteMethod = (args?: CallArguments, options?: CallOptions) => Promise<unknown>;
+export type RemoteMethod = (args?: CallArguments, options?: PoolCallOptions) => Promise<unknown>;
 
 /** Any method name of an environment whose methods are not declared. */
 export type RemoteMethods = { [method: string]: RemoteMethod };
 
 export interface EnvironmentInit {
   name: string;
-  instance: Instance;
+  /** The replicas serving the environment (one or more). */
+  pool: InstancePool;
   /** When false, `cleanup()` and exit handlers leave the instance running. */
   cleanup: boolean;
   /** Client-side bound of a call when neither `timeoutMs` nor `_timeout` is given. */
@@ -30,8 +30,7 @@ export interface EnvironmentInit {
  */
 export class Environment implements AsyncDisposable {
   readonly name: string;
-  private readonly instance: Instance;
-  private readonly client: MethodClient;
+  private readonly pool: InstancePool;
   private readonly autoCleanup: boolean;
   private readonly defaultCallTimeoutMs: number;
   private readonly onClose: ((env: Environment) => void) | undefined;
@@ -39,11 +38,15 @@ export class Environment implements AsyncDisposable {
 
   constructor(init: EnvironmentInit) {
     this.name = init.name;
-    this.instance = init.instance;
+    this.pool = init.pool;
     this.autoCleanup = init.cleanup;
     this.defaultCallTimeoutMs = init.defaultCallTimeoutMs;
     this.onClose = init.onClose;
-    this.client = new MethodClient(new HttpClient(init.instance.endpoint()), init.instance.envType);
+  }
+
+  /** The first replica: what single-instance accessors describe. */
+  private get instance(): Instance {
+    return this.pool.instances[0] as Instance;
   }
 
   /** `"docker"` or `"process"`. */
@@ -65,9 +68,14 @@ export class Environment implements AsyncDisposable {
     return this.instance.id;
   }
 
-  /** True when `loadEnv` adopted an instance that was already running (reuse by name). */
+  /** True when `loadEnv` adopted running instances (reuse by name) instead of starting new ones. */
   get reused(): boolean {
-    return this.instance.reused;
+    return this.pool.instances.every((i) => i.reused);
+  }
+
+  /** Number of replicas. */
+  get replicas(): number {
+    return this.pool.instances.length;
   }
 
   /**
@@ -75,12 +83,12 @@ export class Environment implements AsyncDisposable {
    * A `_timeout` kwarg (seconds, as in the Python affinetes) bounds the call on the
    * client and is not sent; `options.timeoutMs` takes precedence over it.
    */
-  async call(method: string, args: CallArguments = {}, options: CallOptions = {}): Promise<unknown> {
+  async call(method: string, args: CallArguments = {}, options: PoolCallOptions = {}): Promise<unknown> {
     if (this.closing) throw new EnvironmentClosedError(this.name);
     if (typeof method !== "string" || !method)
       throw new ValidationError("method", "must be a non-empty string");
     const { positional, kwargs, timeoutMs } = splitArguments(args);
-    return this.client.call(method, positional, kwargs, {
+    return this.pool.call(method, positional, kwargs, {
       ...options,
       timeoutMs: options.timeoutMs ?? timeoutMs ?? this.defaultCallTimeoutMs,
     });
@@ -89,7 +97,12 @@ export class Environment implements AsyncDisposable {
   /** The methods the environment exposes, with their signatures. */
   async listMethods(options: CallOptions = {}): Promise<MethodInfo[]> {
     if (this.closing) throw new EnvironmentClosedError(this.name);
-    return this.client.listMethods({ timeoutMs: 30_000, ...options });
+    return this.pool.listMethods({ timeoutMs: 30_000, ...options });
+  }
+
+  /** Requests, health and latency of the environment and of each replica. */
+  getStats(): PoolStats {
+    return this.pool.getStats();
   }
 
   /** True until the environment is cleaned up. */
@@ -119,7 +132,7 @@ export class Environment implements AsyncDisposable {
   /** Stops and removes the instance, whatever `cleanup` said. Idempotent. */
   async stop(): Promise<void> {
     await this.cleanup();
-    await this.instance.stop();
+    await this.pool.stopInstances();
   }
 
   /** Whether exit handlers must stop this environment's instance. */
@@ -129,7 +142,7 @@ export class Environment implements AsyncDisposable {
 
   /** Synchronous stop for process exit; see `Instance.stopSync`. */
   stopSync(): void {
-    this.instance.stopSync();
+    for (const instance of this.pool.instances) instance.stopSync();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -138,8 +151,7 @@ export class Environment implements AsyncDisposable {
 
   private async close(stopInstance: boolean): Promise<void> {
     try {
-      await this.client.close();
-      if (stopInstance) await this.instance.stop();
+      await this.pool.close(stopInstance);
     } finally {
       this.onClose?.(this);
     }

@@ -1,12 +1,18 @@
 import { z } from "zod";
-import { ValidationError } from "../errors.js";
+import { PoolStartError, ValidationError } from "../errors.js";
 import { buildImageFromEnv } from "../image/build-image.js";
 import { readEnvFolder } from "../image/env-folder.js";
 import { imageRefSchema } from "../image/image-ref.js";
+import { logger } from "../logger.js";
+import { InstancePool } from "../pool/instance-pool.js";
+import { createLoadBalancer } from "../pool/load-balancer.js";
+import type { LoadBalanceStrategy } from "../pool/load-balancer.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import type { EnvType, Instance, InstanceSpec, RuntimeKind } from "../runtime/instance.js";
+import { validateInstanceName } from "../runtime/instance-name.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
+import type { Runtime } from "../runtime/runtime.js";
 import type { OperationOptions } from "../util/deadline.js";
 import { parseMemorySize } from "../util/memory-size.js";
 import { parseOptions } from "../util/validate.js";
@@ -23,26 +29,28 @@ export interface LoadEnvOptions extends OperationOptions {
   envPath?: string;
   /** Where to run. Default: docker for `image`; for `envPath`, docker when an engine answers, else process. */
   mode?: "docker" | "process";
-  /** Environment variables for the instance. */
+  /** Environment variables for the instances. */
   envVars?: Record<string, string>;
   /** Overrides the detected type. */
   envType?: EnvType;
-  /** Instance name; an instance of this name running the same image is reused. */
+  /** Instance name (with replicas, the prefix of `name-0` .. `name-N`); running instances of these names are reused. */
   containerName?: string;
-  /** Remove an instance of the same name and start anew. */
+  /** Remove instances of the same names and start anew. */
   forceRecreate?: boolean;
   /** Pull the image first, falling back to the local image when the pull fails. */
   pull?: boolean;
-  /** Memory limit: `"512m"`, `"1g"`, `"16Gi"` or bytes (docker). */
+  /** Memory limit per instance: `"512m"`, `"1g"`, `"16Gi"` or bytes (docker). */
   memLimit?: string | number;
-  /** Stop the instance on cleanup and at exit (default true). False keeps it running. */
+  /** CPU limit per instance, in cores: `1.5` or `"1.5"` (docker). */
+  cpuLimit?: number | string;
+  /** Stop the instances on cleanup and at exit (default true). False keeps them running. */
   cleanup?: boolean;
-  /** Number of instances. Only 1 until replicas arrive. */
+  /** Number of instances sharing the calls (default 1); they start concurrently. */
   replicas?: number;
   /** Docker hosts. Only the local engine until remote hosts arrive. */
   hosts?: string[];
-  /** Load-balancing strategy across replicas. */
-  loadBalance?: "random" | "round_robin" | "least_busy";
+  /** How calls are spread over replicas (default `random`; `least_busy` suits uneven work). */
+  loadBalance?: LoadBalanceStrategy;
   /** Client-side bound of a call without `timeoutMs` or `_timeout` (default 300 000 ms). */
   callTimeoutMs?: number;
   /** Base image when `envPath` is built for docker (see `buildImageFromEnv`). */
@@ -57,6 +65,7 @@ export interface LoadEnvOptions extends OperationOptions {
 export type EnvironmentHandle<M extends object = RemoteMethods> = Environment & M;
 
 const DEFAULT_CALL_TIMEOUT_MS = 300_000;
+const MAX_REPLICAS = 1024;
 
 const schema = z
   .strictObject({
@@ -69,12 +78,17 @@ const schema = z
     forceRecreate: z.boolean().optional(),
     pull: z.boolean().optional(),
     memLimit: z.union([z.string(), z.number()]).optional(),
-    cleanup: z.boolean().optional(),
-    replicas: z.literal(1, { message: "only 1 replica is supported so far" }).optional(),
-    hosts: z
-      .array(z.literal("localhost", { message: 'only "localhost" is supported so far' }))
-      .max(1)
+    cpuLimit: z
+      .preprocess(
+        (v) => (typeof v === "string" && /^\d+(\.\d+)?$/.test(v) ? Number(v) : v),
+        z
+          .number({ message: 'expected a number of cores, like 1.5 or "1.5"' })
+          .positive("must be a positive number of cores"),
+      )
       .optional(),
+    cleanup: z.boolean().optional(),
+    replicas: z.number().int().min(1).max(MAX_REPLICAS).optional(),
+    hosts: z.array(z.literal("localhost", { message: 'only "localhost" is supported so far' })).optional(),
     loadBalance: z.enum(["random", "round_robin", "least_busy"]).optional(),
     callTimeoutMs: z.number().int().positive().optional(),
     baseImage: imageRefSchema.optional(),
@@ -93,25 +107,30 @@ const schema = z
   });
 
 /**
- * Starts an environment and returns it ready for calls:
+ * Starts an environment — one instance, or `replicas` of them sharing the calls — and
+ * returns it ready:
  *
  * ```ts
- * await using env = await loadEnv({ image: "calculator:latest" });
+ * await using env = await loadEnv({ image: "calculator:latest", replicas: 4, loadBalance: "least_busy" });
  * await env.add({ a: 1, b: 2 });
  * ```
  */
 export async function loadEnv<M extends object = RemoteMethods>(
   options: LoadEnvOptions,
 ): Promise<EnvironmentHandle<M>> {
-  parseOptions(schema, options, "loadEnv options");
+  const parsed = parseOptions(schema, options, "loadEnv options");
+  if (options.containerName !== undefined) validateInstanceName(options.containerName);
   const memoryBytes =
     options.memLimit !== undefined ? parseMemorySize("memLimit", options.memLimit) : undefined;
   const mode = await resolveMode(options);
-  const instance =
-    mode === "process" ? await startProcess(options) : await startContainer(options, memoryBytes);
+  const { runtime, spec } = await prepare(options, mode, {
+    ...(memoryBytes !== undefined ? { memoryBytes } : {}),
+    ...(parsed.cpuLimit !== undefined ? { cpus: parsed.cpuLimit } : {}),
+  });
+  const instances = await startReplicas(runtime, spec, options.replicas ?? 1, options);
   const env = new Environment({
-    name: instance.name,
-    instance,
+    name: spec.name ?? instances[0]?.name ?? spec.envName,
+    pool: new InstancePool(instances, createLoadBalancer(options.loadBalance ?? "random")),
     cleanup: options.cleanup ?? true,
     defaultCallTimeoutMs: options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
     onClose: unregisterEnvironment,
@@ -132,30 +151,34 @@ async function resolveMode(options: LoadEnvOptions): Promise<RuntimeKind> {
   }
 }
 
-function baseSpec(options: LoadEnvOptions, envName: string): InstanceSpec {
-  return {
-    envName,
+/** The runtime and the spec every replica starts from (building the image first when needed). */
+async function prepare(
+  options: LoadEnvOptions,
+  mode: RuntimeKind,
+  limits: Pick<InstanceSpec, "memoryBytes" | "cpus">,
+): Promise<{ runtime: Runtime; spec: InstanceSpec }> {
+  const common: InstanceSpec = {
+    envName: "env",
     ...(options.containerName !== undefined ? { name: options.containerName } : {}),
     ...(options.envType ? { envType: options.envType } : {}),
     ...(options.envVars ? { envVars: options.envVars } : {}),
     forceRecreate: options.forceRecreate ?? false,
     keep: options.cleanup === false,
   };
-}
-
-async function startProcess(options: LoadEnvOptions): Promise<Instance> {
-  if (options.image !== undefined && options.envPath === undefined) {
-    throw new ValidationError(
-      "mode",
-      "the process runtime runs an environment folder, not an image: give envPath",
-    );
+  if (mode === "process") {
+    if (options.envPath === undefined) {
+      throw new ValidationError(
+        "mode",
+        "the process runtime runs an environment folder, not an image: give envPath",
+      );
+    }
+    if (limits.memoryBytes !== undefined || limits.cpus !== undefined) {
+      logger.warn("memLimit and cpuLimit are not enforced by the process runtime");
+    }
+    const folder = await readEnvFolder(options.envPath, options.envType);
+    const runtime = new ProcessRuntime(options.python ? { python: options.python } : {});
+    return { runtime, spec: { ...common, envName: folder.name, envPath: folder.path } };
   }
-  const folder = await readEnvFolder(options.envPath as string, options.envType);
-  const runtime = new ProcessRuntime(options.python ? { python: options.python } : {});
-  return runtime.start({ ...baseSpec(options, folder.name), envPath: folder.path }, options);
-}
-
-async function startContainer(options: LoadEnvOptions, memoryBytes: number | undefined): Promise<Instance> {
   const runtime = new DockerRuntime(options.docker ? { connection: options.docker } : {});
   let image = options.image;
   let envName = image ? imageEnvName(image) : "env";
@@ -172,16 +195,37 @@ async function startContainer(options: LoadEnvOptions, memoryBytes: number | und
       ...(options.signal ? { signal: options.signal } : {}),
     });
   }
-  return runtime.start(
-    {
-      ...baseSpec(options, envName),
-      image,
-      pull: options.pull ?? false,
-      restartPolicy: "always",
-      ...(memoryBytes !== undefined ? { memoryBytes } : {}),
-    },
-    options,
+  return {
+    runtime,
+    spec: { ...common, ...limits, envName, image, pull: options.pull ?? false, restartPolicy: "always" },
+  };
+}
+
+/**
+ * Starts the replicas concurrently. When any fails, the ones it started are stopped and
+ * one error names each failure.
+ */
+async function startReplicas(
+  runtime: Runtime,
+  spec: InstanceSpec,
+  replicas: number,
+  options: OperationOptions,
+): Promise<Instance[]> {
+  const specs = Array.from({ length: replicas }, (_, i) =>
+    replicas > 1 && spec.name !== undefined ? { ...spec, name: `${spec.name}-${i}` } : spec,
   );
+  const results = await Promise.allSettled(specs.map((s) => runtime.start(s, options)));
+  const started = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const failures = results.flatMap((r, replica) =>
+    r.status === "rejected"
+      ? [{ replica, error: r.reason instanceof Error ? r.reason : new Error(String(r.reason)) }]
+      : [],
+  );
+  if (failures.length === 0) return started;
+  // Only what this call created: a reused instance was running before and stays.
+  await Promise.allSettled(started.filter((i) => !i.reused).map((i) => i.stop()));
+  if (replicas === 1) throw failures[0]?.error;
+  throw new PoolStartError(replicas, failures);
 }
 
 /** `registry/org/calculator:latest` -> `calculator`. */

@@ -23,8 +23,10 @@ export interface InstanceSpec {
   envType?: EnvType;
   /** Environment variables for the instance. */
   envVars?: Readonly<Record<string, string>>;
-  /** Memory limit in bytes. */
+  /** Memory limit in bytes (swap included: the limit means what it says). */
   memoryBytes?: number;
+  /** CPU limit in cores, e.g. 1.5 (docker). */
+  cpus?: number;
   /** Restart policy (docker); default `always`. */
   restartPolicy?: RestartPolicy;
   /** Extra labels, recorded alongside affinetes' own. */
@@ -51,6 +53,9 @@ export interface ExecResult {
   /** True when the command was stopped by its `timeoutMs`; the output is what it wrote until then. */
   timedOut: boolean;
 }
+
+/** Lifecycle events an instance reports: it exited (crashed, was killed) or (re)started. */
+export type InstanceEvent = "exited" | "started";
 
 /** What `Runtime.list` reports about an instance. */
 export interface InstanceInfo {
@@ -85,6 +90,18 @@ export interface Instance extends AsyncDisposable {
   logs(options?: { tail?: number }): Promise<string>;
   /** Whether the instance is still running. */
   isRunning(): Promise<boolean>;
+  /**
+   * Subscribes to the instance's lifecycle events, as the engine reports them (no
+   * polling). Returns the function that unsubscribes.
+   */
+  watch(listener: (event: InstanceEvent) => void): () => void;
+  /** Re-reads the instance's address, which may change when a container restarts. */
+  refresh(): Promise<void>;
+  /**
+   * Starts the instance again when it stopped by itself or was stopped outside affinetes
+   * (not through `stop()`). Resolves false when it cannot be brought back.
+   */
+  revive(): Promise<boolean>;
   /** Stops and removes the instance. Safe to call more than once. */
   stop(): Promise<void>;
   /**

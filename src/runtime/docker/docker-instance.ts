@@ -3,7 +3,10 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AbortedError, InfrastructureError } from "../../errors.js";
 import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
-import type { EnvType, ExecOptions, ExecResult, Instance } from "../instance.js";
+import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
+import type { AddressMode } from "./container-endpoint.js";
+import { containerEndpoint } from "./container-endpoint.js";
+import type { DockerEvents } from "./docker-events.js";
 import { demuxDockerLogs, demuxDockerOutput } from "./demux-stream.js";
 import type { DockerConnection } from "./docker-connection.js";
 import { reapContainersSync } from "./reap-containers.js";
@@ -11,6 +14,8 @@ import { reapContainersSync } from "./reap-containers.js";
 export interface DockerInstanceInit {
   docker: Docker;
   connection: DockerConnection;
+  address: AddressMode;
+  events: DockerEvents;
   id: string;
   name: string;
   envType: EnvType;
@@ -29,7 +34,9 @@ export class DockerInstance implements Instance {
   readonly keep: boolean;
   private readonly docker: Docker;
   private readonly connection: DockerConnection;
-  private readonly url: string;
+  private url: string;
+  private readonly address: AddressMode;
+  private readonly events: DockerEvents;
   private stopping: Promise<void> | undefined;
 
   constructor(init: DockerInstanceInit) {
@@ -39,6 +46,8 @@ export class DockerInstance implements Instance {
     this.name = init.name;
     this.envType = init.envType;
     this.url = init.endpoint;
+    this.address = init.address;
+    this.events = init.events;
     this.reused = init.reused;
     this.keep = init.keep;
   }
@@ -111,6 +120,26 @@ export class DockerInstance implements Instance {
       return info.State.Running;
     } catch {
       return false;
+    }
+  }
+
+  watch(listener: (event: InstanceEvent) => void): () => void {
+    return this.events.subscribe(this.id, listener);
+  }
+
+  async refresh(): Promise<void> {
+    const info = await this.docker.getContainer(this.id).inspect();
+    if (info.State.Running) this.url = containerEndpoint(info, this.address);
+  }
+
+  async revive(): Promise<boolean> {
+    if (this.stopping) return false;
+    try {
+      const info = await this.docker.getContainer(this.id).inspect();
+      if (!info.State.Running && !info.State.Restarting) await this.docker.getContainer(this.id).start();
+      return true;
+    } catch {
+      return false; // removed, or the engine refuses: it cannot come back
     }
   }
 

@@ -1,7 +1,6 @@
 import type Docker from "dockerode";
 import { randomBytes } from "node:crypto";
 import { InfrastructureError, NotFoundError, ValidationError } from "../../errors.js";
-import { SERVER_PORT } from "../../config.js";
 import { sanitizeName } from "../../image/env-folder.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
@@ -13,10 +12,12 @@ import { readinessClient, waitForReady } from "../wait-for-ready.js";
 import type { DockerConnection } from "./docker-connection.js";
 import { bridgeIsReachable, connectionFromEnv, dockerClient, pingDocker } from "./docker-connection.js";
 import { DockerInstance, removeContainer } from "./docker-instance.js";
+import type { AddressMode } from "./container-endpoint.js";
+import { SERVER_PORT_KEY, containerEndpoint } from "./container-endpoint.js";
+import { DockerEvents } from "./docker-events.js";
 import { pullImage } from "./pull-image.js";
 
 const DEFAULT_START_TIMEOUT_MS = 120_000;
-const PORT_KEY = `${SERVER_PORT}/tcp`;
 
 export interface DockerRuntimeOptions {
   /** The engine to use; default from `DOCKER_HOST`, else the local socket. */
@@ -26,7 +27,7 @@ export interface DockerRuntimeOptions {
    * a port published on 127.0.0.1 only. Default: the bridge address for a local engine
    * on Linux, else published.
    */
-  address?: "container-ip" | "published";
+  address?: AddressMode;
 }
 
 interface ImageFacts {
@@ -39,12 +40,14 @@ export class DockerRuntime implements Runtime {
   readonly kind = "docker" as const;
   readonly connection: DockerConnection;
   private readonly docker: Docker;
-  private readonly address: "container-ip" | "published";
+  private readonly address: AddressMode;
+  private readonly events: DockerEvents;
 
   constructor(options: DockerRuntimeOptions = {}) {
     this.connection = options.connection ?? connectionFromEnv();
     this.docker = dockerClient(this.connection);
     this.address = options.address ?? (bridgeIsReachable(this.connection) ? "container-ip" : "published");
+    this.events = new DockerEvents(this.docker);
   }
 
   /** Throws `RuntimeUnavailableError` unless the engine answers. */
@@ -142,12 +145,17 @@ export class DockerRuntime implements Runtime {
           [LABELS.keep]: String(spec.keep ?? false),
           ...ownerLabels(),
         },
-        ExposedPorts: { [PORT_KEY]: {} },
+        ExposedPorts: { [SERVER_PORT_KEY]: {} },
         HostConfig: {
           RestartPolicy: { Name: spec.restartPolicy ?? "always" },
-          ...(spec.memoryBytes !== undefined ? { Memory: spec.memoryBytes } : {}),
+          ...(spec.memoryBytes !== undefined
+            ? { Memory: spec.memoryBytes, MemorySwap: spec.memoryBytes }
+            : {}),
+          ...(spec.cpus !== undefined ? { NanoCpus: Math.round(spec.cpus * 1e9) } : {}),
           // Published only on loopback: nothing is ever opened to the network.
-          ...(published ? { PortBindings: { [PORT_KEY]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
+          ...(published
+            ? { PortBindings: { [SERVER_PORT_KEY]: [{ HostIp: "127.0.0.1", HostPort: "" }] } }
+            : {}),
         },
       }),
     );
@@ -175,7 +183,9 @@ export class DockerRuntime implements Runtime {
       id,
       name,
       envType,
-      endpoint: this.endpointOf(info),
+      endpoint: containerEndpoint(info, this.address),
+      address: this.address,
+      events: this.events,
       reused,
       keep: spec.keep ?? false,
     });
@@ -193,22 +203,6 @@ export class DockerRuntime implements Runtime {
       await http.close();
     }
     return instance;
-  }
-
-  private endpointOf(info: Docker.ContainerInspectInfo): string {
-    if (this.address === "published") {
-      const binding = info.NetworkSettings.Ports?.[PORT_KEY]?.[0];
-      if (!binding?.HostPort)
-        throw new InfrastructureError(`container ${info.Name} has no published port ${PORT_KEY}`);
-      return `http://127.0.0.1:${binding.HostPort}`;
-    }
-    const networks = Object.values(info.NetworkSettings.Networks ?? {});
-    const ip = networks.find((n) => n.IPAddress)?.IPAddress;
-    if (!ip)
-      throw new InfrastructureError(
-        `container ${info.Name} has no IP address (network mode ${info.HostConfig.NetworkMode})`,
-      );
-    return `http://${ip}:${SERVER_PORT}`;
   }
 
   /**

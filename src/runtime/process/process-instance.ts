@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { runShellCommand } from "../../util/run-command.js";
 import { tailLines } from "../../util/tail-lines.js";
-import type { ExecOptions, ExecResult, Instance } from "../instance.js";
+import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
 import { LABELS, processIsAlive } from "../labels.js";
 import type { ProcessRecord } from "./process-state.js";
 import { instanceDir, removeInstanceDir } from "./process-state.js";
@@ -64,6 +64,20 @@ export class ProcessInstance implements Instance {
 
   async isRunning(): Promise<boolean> {
     return this.alive();
+  }
+
+  watch(listener: (event: InstanceEvent) => void): () => void {
+    const child = this.child;
+    if (!child) return () => {}; // adopted from another client: only health checks see it
+    const onExit = () => listener("exited");
+    child.on("exit", onExit);
+    return () => child.off("exit", onExit);
+  }
+
+  async refresh(): Promise<void> {}
+
+  async revive(): Promise<boolean> {
+    return this.alive(); // a process that exited does not come back (no restart policy here)
   }
 
   stop(): Promise<void> {
