@@ -137,6 +137,16 @@ describe.skipIf(!hasDocker)("replicas on docker", () => {
     expect(left).toEqual([]);
   });
 
+  it("cleanup: false keeps every replica running; stop() removes them all", async () => {
+    const env = await loadEnv({ image, replicas: 2, cleanup: false });
+    const ids = env.getStats().instances.map((i) => i.id);
+    await env.cleanup();
+    for (const id of ids) expect((await docker.getContainer(id).inspect()).State.Running).toBe(true);
+    await env.stop();
+    const left = (await managedContainers(process.pid)).filter((c) => ids.includes(c.Id));
+    expect(left).toEqual([]);
+  });
+
   it("names replicas prefix-0..N, reuses them, and reports each failed replica while stopping the rest", async () => {
     const prefix = `pool-${process.pid}`;
     const first = await loadEnv({ image, replicas: 2, containerName: prefix });
