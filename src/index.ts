@@ -3,7 +3,10 @@
  * containers, and call their methods.
  */
 export { loadEnv } from "./environment/load-env.js";
-export type { EnvironmentHandle, LoadEnvOptions } from "./environment/load-env.js";
+export type { LoadEnvOptions } from "./environment/load-env.js";
+export { connectEnv, runningEnvironmentNames } from "./environment/connect-env.js";
+export type { ConnectEnvOptions } from "./environment/connect-env.js";
+export type { EnvironmentHandle } from "./environment/open-environment.js";
 export { Environment } from "./environment/environment.js";
 export type { CallArguments, RemoteMethod, RemoteMethods } from "./environment/environment.js";
 export { cleanupAllEnvironments, getEnvironment, listActiveEnvironments } from "./environment/registry.js";

@@ -4,8 +4,6 @@ import { buildImageFromEnv } from "../image/build-image.js";
 import { readEnvFolder } from "../image/env-folder.js";
 import { imageRefSchema } from "../image/image-ref.js";
 import { logger } from "../logger.js";
-import { InstancePool } from "../pool/instance-pool.js";
-import { createLoadBalancer } from "../pool/load-balancer.js";
 import type { LoadBalanceStrategy } from "../pool/load-balancer.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
@@ -17,9 +15,10 @@ import type { OperationOptions } from "../util/deadline.js";
 import { parseMemorySize } from "../util/memory-size.js";
 import { parseOptions } from "../util/validate.js";
 import type { RemoteMethods } from "./environment.js";
-import { Environment } from "./environment.js";
-import { registerEnvironment, unregisterEnvironment } from "./registry.js";
-import { remoteProxy } from "./remote-proxy.js";
+import type { EnvironmentHandle } from "./open-environment.js";
+import { openEnvironment } from "./open-environment.js";
+import { LABELS } from "../runtime/labels.js";
+import { randomBytes } from "node:crypto";
 
 /** Options of `loadEnv`: the Python affinetes' `load_env` options, camelCased. */
 export interface LoadEnvOptions extends OperationOptions {
@@ -61,10 +60,6 @@ export interface LoadEnvOptions extends OperationOptions {
   python?: string;
 }
 
-/** What `loadEnv` returns: the environment, with its remote methods as properties. */
-export type EnvironmentHandle<M extends object = RemoteMethods> = Environment & M;
-
-const DEFAULT_CALL_TIMEOUT_MS = 300_000;
 const MAX_REPLICAS = 1024;
 
 const schema = z
@@ -127,16 +122,18 @@ export async function loadEnv<M extends object = RemoteMethods>(
     ...(memoryBytes !== undefined ? { memoryBytes } : {}),
     ...(parsed.cpuLimit !== undefined ? { cpus: parsed.cpuLimit } : {}),
   });
-  const instances = await startReplicas(runtime, spec, options.replicas ?? 1, options);
-  const env = new Environment({
-    name: spec.name ?? instances[0]?.name ?? spec.envName,
-    pool: new InstancePool(instances, createLoadBalancer(options.loadBalance ?? "random")),
+  const name = options.containerName ?? `${spec.envName}-${randomBytes(4).toString("hex")}`;
+  const instances = await startReplicas(
+    runtime,
+    { ...spec, name, labels: { [LABELS.pool]: name } },
+    options.replicas ?? 1,
+    options,
+  );
+  return openEnvironment<M>(name, instances, {
     cleanup: options.cleanup ?? true,
-    defaultCallTimeoutMs: options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
-    onClose: unregisterEnvironment,
+    loadBalance: options.loadBalance,
+    callTimeoutMs: options.callTimeoutMs,
   });
-  registerEnvironment(env);
-  return remoteProxy(env) as EnvironmentHandle<M>;
 }
 
 async function resolveMode(options: LoadEnvOptions): Promise<RuntimeKind> {
@@ -159,7 +156,6 @@ async function prepare(
 ): Promise<{ runtime: Runtime; spec: InstanceSpec }> {
   const common: InstanceSpec = {
     envName: "env",
-    ...(options.containerName !== undefined ? { name: options.containerName } : {}),
     ...(options.envType ? { envType: options.envType } : {}),
     ...(options.envVars ? { envVars: options.envVars } : {}),
     forceRecreate: options.forceRecreate ?? false,
@@ -212,7 +208,7 @@ async function startReplicas(
   options: OperationOptions,
 ): Promise<Instance[]> {
   const specs = Array.from({ length: replicas }, (_, i) =>
-    replicas > 1 && spec.name !== undefined ? { ...spec, name: `${spec.name}-${i}` } : spec,
+    replicas > 1 ? { ...spec, name: `${spec.name}-${i}` } : spec,
   );
   const results = await Promise.allSettled(specs.map((s) => runtime.start(s, options)));
   const started = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));

@@ -61,6 +61,8 @@ export type InstanceEvent = "exited" | "started";
 export interface InstanceInfo {
   id: string;
   name: string;
+  /** The environment it serves (replicas share it). */
+  pool: string;
   runtime: RuntimeKind;
   envName: string;
   image: string;

@@ -8,6 +8,8 @@ export const LABELS = {
   ownerHost: "affinetes.owner.host",
   ownerPid: "affinetes.owner.pid",
   keep: "affinetes.keep",
+  /** The environment an instance serves: its replicas share this name. */
+  pool: "affinetes.pool",
 } as const;
 
 /** Labels naming this process as the owner, for garbage collection of dead clients. */

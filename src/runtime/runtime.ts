@@ -11,6 +11,11 @@ export interface Runtime {
   start(spec: InstanceSpec, options?: OperationOptions): Promise<Instance>;
   /** The instances affinetes created on this runtime, of any client. */
   list(): Promise<InstanceInfo[]>;
+  /**
+   * The running instances of the environment `pool` (as `loadEnv` named it), adopted
+   * from whichever process started them, in name order. Empty when there are none.
+   */
+  find(pool: string): Promise<Instance[]>;
   /** Removes instances whose owning client died, unless they were started with `keep`. Returns their names. */
   garbageCollect(): Promise<string[]>;
   /** Releases the runtime's connections. Instances keep running. */

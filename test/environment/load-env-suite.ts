@@ -6,7 +6,9 @@ import {
   InvalidArgumentsError,
   MethodNotFoundError,
   RemoteError,
+  NotFoundError,
   cleanupAllEnvironments,
+  connectEnv,
   getEnvironment,
   listActiveEnvironments,
   loadEnv,
@@ -149,6 +151,19 @@ export function loadEnvSuite(target: LoadEnvTarget): void {
       expect(await third.add({ a: 1, b: 1 })).toBe(2);
       await third.cleanup();
       expect(await target.exists(third.instanceId)).toBe(false);
+    });
+
+    it("connectEnv reaches a running environment by name without owning it", async () => {
+      const containerName = `connect-${target.mode}-${process.pid}`;
+      await using owner = await loadEnv(target.options("calculator", { containerName, replicas: 2 }));
+      const other = await connectEnv(containerName, { mode: target.mode });
+      expect(other.replicas).toBe(2);
+      expect(await other.add({ a: 40, b: 2 })).toBe(42);
+      await other.cleanup(); // closes connections only
+      expect(await owner.add({ a: 1, b: 1 })).toBe(2);
+      const missing = await connectEnv("no-such-env", { mode: target.mode }).catch((e: unknown) => e);
+      expect(missing).toBeInstanceOf(NotFoundError);
+      expect((missing as Error).message).toMatch(new RegExp(`Running: .*${containerName}`));
     });
 
     it("cleanup() removes the instance, is idempotent, and later calls fail clearly", async () => {

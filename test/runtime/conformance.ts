@@ -103,6 +103,18 @@ export function runtimeConformance(target: ConformanceTarget): void {
       expect(await health(fresh)).toBe(200);
     });
 
+    it("finds the running instances of an environment by its pool name, from any client", async () => {
+      const pool = `conf-find-${process.pid}-${runtime.kind}`;
+      const a = await start({ name: `${pool}-0`, labels: { "affinetes.pool": pool } });
+      const b = await start({ name: `${pool}-1`, labels: { "affinetes.pool": pool } });
+      const found = await runtime.find(pool);
+      expect(found.map((i) => i.id)).toEqual([a.id, b.id]);
+      expect(found.every((i) => i.reused)).toBe(true);
+      expect(await health(found[1] as Instance)).toBe(200);
+      expect((await runtime.list()).find((i) => i.id === a.id)?.pool).toBe(pool);
+      expect(await runtime.find(`${pool}-missing`)).toEqual([]);
+    });
+
     it("garbage collection leaves instances of live clients alone", async () => {
       const instance = await start();
       const removed = await runtime.garbageCollect();

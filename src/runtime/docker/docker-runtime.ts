@@ -15,6 +15,7 @@ import { DockerInstance, removeContainer } from "./docker-instance.js";
 import type { AddressMode } from "./container-endpoint.js";
 import { SERVER_PORT_KEY, containerEndpoint } from "./container-endpoint.js";
 import { DockerEvents } from "./docker-events.js";
+import { SERVER_PORT } from "../../config.js";
 import { pullImage } from "./pull-image.js";
 
 const DEFAULT_START_TIMEOUT_MS = 120_000;
@@ -233,13 +234,38 @@ export class DockerRuntime implements Runtime {
       id: c.Id,
       name: (c.Names[0] ?? c.Id).replace(/^\//, ""),
       runtime: "docker",
+      pool: c.Labels[LABELS.pool] ?? "",
       envName: c.Labels[LABELS.envName] ?? "",
       image: c.Image,
       state: c.State === "running" ? "running" : "stopped",
-      endpoint: undefined,
+      endpoint: listedEndpoint(c, this.address),
       createdAt: new Date(c.Created * 1000),
       keep: c.Labels[LABELS.keep] === "true",
     }));
+  }
+
+  async find(pool: string): Promise<Instance[]> {
+    const containers = await this.docker.listContainers({
+      filters: { label: [`${LABELS.managed}=true`, `${LABELS.pool}=${pool}`], status: ["running"] },
+    });
+    const infos = await Promise.all(containers.map((c) => this.docker.getContainer(c.Id).inspect()));
+    return infos
+      .sort((a, b) => a.Name.localeCompare(b.Name, "en", { numeric: true }))
+      .map(
+        (info) =>
+          new DockerInstance({
+            docker: this.docker,
+            connection: this.connection,
+            address: this.address,
+            events: this.events,
+            id: info.Id,
+            name: info.Name.replace(/^\//, ""),
+            envType: info.Config.Labels?.[LABELS.envType] === "http_based" ? "http_based" : "function_based",
+            endpoint: containerEndpoint(info, this.address),
+            reused: true,
+            keep: info.Config.Labels?.[LABELS.keep] === "true",
+          }),
+      );
   }
 
   async garbageCollect(): Promise<string[]> {
@@ -253,4 +279,15 @@ export class DockerRuntime implements Runtime {
   }
 
   async close(): Promise<void> {}
+}
+
+/** The endpoint of a listed container, when it runs (listing carries its addresses). */
+function listedEndpoint(c: Docker.ContainerInfo, mode: AddressMode): string | undefined {
+  if (c.State !== "running") return undefined;
+  if (mode === "published") {
+    const port = c.Ports.find((p) => p.PrivatePort === SERVER_PORT && p.PublicPort)?.PublicPort;
+    return port ? `http://127.0.0.1:${port}` : undefined;
+  }
+  const ip = Object.values(c.NetworkSettings?.Networks ?? {}).find((n) => n.IPAddress)?.IPAddress;
+  return ip ? `http://${ip}:${SERVER_PORT}` : undefined;
 }

@@ -160,6 +160,7 @@ export class ProcessRuntime implements Runtime {
       return {
         id: `process-${r.pid}`,
         name: r.name,
+        pool: r.labels[LABELS.pool] ?? r.name,
         runtime: "process",
         envName: r.envName,
         image: r.envPath,
@@ -169,6 +170,13 @@ export class ProcessRuntime implements Runtime {
         keep: r.labels[LABELS.keep] === "true",
       };
     });
+  }
+
+  async find(pool: string): Promise<Instance[]> {
+    const records = (await listRecords())
+      .filter((r) => (r.labels[LABELS.pool] ?? r.name) === pool && processIsAlive(r.pid))
+      .sort((a, b) => a.name.localeCompare(b.name, "en", { numeric: true }));
+    return records.map((r) => new ProcessInstance(r, true));
   }
 
   async garbageCollect(): Promise<string[]> {
