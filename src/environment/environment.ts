@@ -73,6 +73,11 @@ export class Environment implements AsyncDisposable {
     return this.pool.instances.every((i) => i.reused);
   }
 
+  /** The instances serving the environment, one per replica. */
+  get instances(): readonly Instance[] {
+    return this.pool.instances;
+  }
+
   /** Number of replicas. */
   get replicas(): number {
     return this.pool.instances.length;

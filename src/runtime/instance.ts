@@ -90,6 +90,8 @@ export interface Instance extends AsyncDisposable {
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
   /** The instance's output (stdout and stderr), the last `tail` lines when given. */
   logs(options?: { tail?: number }): Promise<string>;
+  /** The instance's output as it comes (after the last `tail` lines), until `signal` fires or it stops. */
+  followLogs(options?: { tail?: number; signal?: AbortSignal }): AsyncIterable<string>;
   /** Whether the instance is still running. */
   isRunning(): Promise<boolean>;
   /**

@@ -16,6 +16,11 @@ export interface Runtime {
    * from whichever process started them, in name order. Empty when there are none.
    */
   find(pool: string): Promise<Instance[]>;
+  /**
+   * Stops and removes the instances affinetes created here, in any state: those of the
+   * environment `pool`, or all of them. Returns their names.
+   */
+  removeAll(pool?: string): Promise<string[]>;
   /** Removes instances whose owning client died, unless they were started with `keep`. Returns their names. */
   garbageCollect(): Promise<string[]>;
   /** Releases the runtime's connections. Instances keep running. */

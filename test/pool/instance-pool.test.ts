@@ -20,6 +20,7 @@ function standIn(name: string, endpoint: string): Instance {
     endpoint: () => endpoint,
     exec: async (): Promise<ExecResult> => ({ stdout: "", stderr: "", exitCode: 0, timedOut: false }),
     logs: async () => "",
+    followLogs: async function* () {},
     isRunning: async () => true,
     watch: (_listener: (event: InstanceEvent) => void) => () => {},
     refresh: async () => {},

@@ -45,3 +45,26 @@ export function demuxDockerOutput(buffer: Buffer): { stdout: string; stderr: str
 export function demuxDockerLogs(buffer: Buffer): string {
   return Buffer.concat(frames(buffer).map((f) => f.data)).toString("utf8");
 }
+
+/** Reads multiplexed frames from a stream's chunks, which may split a frame anywhere. */
+export class DockerFrameReader {
+  private pending = Buffer.alloc(0);
+
+  /** Appends a chunk; returns the text of the frames it completed. */
+  push(chunk: Buffer): string {
+    this.pending = Buffer.concat([this.pending, chunk]);
+    const out: Buffer[] = [];
+    if (this.pending.length >= 8 && !looksMultiplexed(this.pending)) {
+      const text = this.pending.toString("utf8"); // a TTY container: raw output
+      this.pending = Buffer.alloc(0);
+      return text;
+    }
+    while (this.pending.length >= 8) {
+      const size = this.pending.readUInt32BE(4);
+      if (this.pending.length < 8 + size) break;
+      out.push(this.pending.subarray(8, 8 + size));
+      this.pending = this.pending.subarray(8 + size);
+    }
+    return Buffer.concat(out).toString("utf8");
+  }
+}

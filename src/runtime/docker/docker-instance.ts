@@ -7,7 +7,7 @@ import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "
 import type { AddressMode } from "./container-endpoint.js";
 import { containerEndpoint } from "./container-endpoint.js";
 import type { DockerEvents } from "./docker-events.js";
-import { demuxDockerLogs, demuxDockerOutput } from "./demux-stream.js";
+import { DockerFrameReader, demuxDockerLogs, demuxDockerOutput } from "./demux-stream.js";
 import type { DockerConnection } from "./docker-connection.js";
 import { reapContainersSync } from "./reap-containers.js";
 
@@ -112,6 +112,22 @@ export class DockerInstance implements Instance {
       ...(options.tail !== undefined ? { tail: options.tail } : {}),
     })) as unknown as Buffer;
     return demuxDockerLogs(buffer);
+  }
+
+  async *followLogs(options: { tail?: number; signal?: AbortSignal } = {}): AsyncIterable<string> {
+    const stream = (await this.docker.getContainer(this.id).logs({
+      stdout: true,
+      stderr: true,
+      follow: true,
+      ...(options.tail !== undefined ? { tail: options.tail } : {}),
+      ...(options.signal ? { abortSignal: options.signal } : {}),
+    })) as unknown as NodeJS.ReadableStream;
+    const frames = new DockerFrameReader();
+    try {
+      for await (const chunk of stream) yield frames.push(chunk as Buffer);
+    } catch (err) {
+      if (!options.signal?.aborted) throw err;
+    }
   }
 
   async isRunning(): Promise<boolean> {

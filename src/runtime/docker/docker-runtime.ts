@@ -268,6 +268,13 @@ export class DockerRuntime implements Runtime {
       );
   }
 
+  async removeAll(pool?: string): Promise<string[]> {
+    const label = [`${LABELS.managed}=true`, ...(pool !== undefined ? [`${LABELS.pool}=${pool}`] : [])];
+    const containers = await this.docker.listContainers({ all: true, filters: { label } });
+    await Promise.all(containers.map((c) => removeContainer(this.docker, c.Id)));
+    return containers.map((c) => (c.Names[0] ?? c.Id).replace(/^\//, ""));
+  }
+
   async garbageCollect(): Promise<string[]> {
     const containers = await this.docker.listContainers({
       all: true,

@@ -62,6 +62,23 @@ export class ProcessInstance implements Instance {
     return tailLines(text, options.tail);
   }
 
+  async *followLogs(options: { tail?: number; signal?: AbortSignal } = {}): AsyncIterable<string> {
+    const file = logFile(this.record.name);
+    let text = await readFile(file, "utf8").catch(() => "");
+    yield tailLines(text, options.tail);
+    let offset = Buffer.byteLength(text);
+    while (!options.signal?.aborted) {
+      await sleep(200, undefined, { signal: options.signal }).catch(() => undefined);
+      const buffer = await readFile(file).catch(() => undefined);
+      if (!buffer) return; // the instance was stopped and its folder removed
+      if (buffer.length > offset) {
+        text = buffer.subarray(offset).toString("utf8");
+        offset = buffer.length;
+        yield text;
+      }
+    }
+  }
+
   async isRunning(): Promise<boolean> {
     return this.alive();
   }

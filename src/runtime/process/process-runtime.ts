@@ -179,6 +179,14 @@ export class ProcessRuntime implements Runtime {
     return records.map((r) => new ProcessInstance(r, true));
   }
 
+  async removeAll(pool?: string): Promise<string[]> {
+    const records = (await listRecords()).filter(
+      (r) => pool === undefined || (r.labels[LABELS.pool] ?? r.name) === pool,
+    );
+    await Promise.all(records.map((r) => new ProcessInstance(r, false).stop()));
+    return records.map((r) => r.name);
+  }
+
   async garbageCollect(): Promise<string[]> {
     const removed: string[] = [];
     for (const record of await listRecords()) {
