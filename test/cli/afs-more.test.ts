@@ -6,11 +6,19 @@ import { afs } from "../helpers/afs.js";
 import { killAndWait, startHoldingClient } from "../helpers/client-process.js";
 import { hasDocker, managedContainers } from "../helpers/docker.js";
 import { examplePath } from "../helpers/paths.js";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { afsBin } from "../helpers/afs.js";
 import { buildImageFromEnv } from "../../src/index.js";
 
 const mode = hasDocker ? "docker" : "process";
+const fastapiPython = ["/usr/bin/python3", "python3"].find((python) => {
+  try {
+    execFileSync(python, ["-c", "import fastapi, uvicorn"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+});
 
 describe("afs init, .env, logs -f, gc", () => {
   it("init writes templates that run as is with afs run --dir", async () => {
@@ -94,6 +102,39 @@ describe("afs init, .env, logs -f, gc", () => {
     expect(gc.code, gc.stderr).toBe(0);
     expect(gc.stdout).toMatch(/✓ Removed /);
     expect(await managedContainers(child.pid)).toEqual([]);
+  });
+
+  it("stop --all removes every environment (isolated: own state dir, no Docker engine)", async () => {
+    const env = {
+      AFFINETES_STATE_DIR: mkdtempSync(join(tmpdir(), "afs-stop-all-")),
+      DOCKER_HOST: "unix:///nonexistent/docker.sock",
+    };
+    for (const name of ["one", "two"]) {
+      const run = await afs(
+        ["run", "--dir", examplePath("calculator"), "--mode", "process", "--name", name],
+        { env },
+      );
+      expect(run.code, run.stderr).toBe(0);
+    }
+    const stop = await afs(["--json", "stop", "--all"], { env });
+    expect(JSON.parse(stop.stdout)).toEqual({ removed: expect.arrayContaining(["one", "two"]) });
+    expect(JSON.parse((await afs(["ls", "--json"], { env })).stdout)).toEqual([]);
+  });
+
+  it.skipIf(!fastapiPython)("init --type http writes a FastAPI environment that runs as is", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "afs-init-http-"));
+    expect((await afs(["init", "web", "--type", "http"], { cwd: dir })).code).toBe(0);
+    const name = `web-${process.pid}`;
+    const env = { AFFINETES_PYTHON: fastapiPython };
+    const run = await afs(["run", "--dir", "web", "--mode", "process", "--name", name], { cwd: dir, env });
+    expect(run.code, run.stderr).toBe(0);
+    try {
+      expect(JSON.parse((await afs(["call", name, "greet", "--arg", "name=http"])).stdout)).toEqual({
+        message: "Hello, http!",
+      });
+    } finally {
+      await afs(["stop", name]);
+    }
   });
 
   it("stop needs a name or --all, and build reports a missing tag as usage", async () => {
