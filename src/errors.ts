@@ -247,3 +247,13 @@ export class NoHealthyInstanceError extends CallError {
     super("NO_HEALTHY_INSTANCE", method, `${method}: none of the ${total} instance(s) is healthy`);
   }
 }
+
+/** A host could not be reached or refused us; the message names the host and the cause. */
+export class HostConnectionError extends AffinetesError {
+  readonly host: string;
+
+  constructor(host: string, cause: string, options?: { cause?: unknown }) {
+    super("HOST_UNREACHABLE", `${host}: ${cause}`, options);
+    this.host = host;
+  }
+}
