@@ -11,6 +11,9 @@ import type { EnvType, Instance, InstanceSpec, RuntimeKind } from "../runtime/in
 import { validateInstanceName } from "../runtime/instance-name.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
+import type { HostAddress } from "../host/host-address.js";
+import { parseHostAddress } from "../host/host-address.js";
+import type { SshHostOptions } from "../host/ssh-host.js";
 import type { OperationOptions } from "../util/deadline.js";
 import { parseMemorySize } from "../util/memory-size.js";
 import { parseOptions } from "../util/validate.js";
@@ -46,8 +49,13 @@ export interface LoadEnvOptions extends OperationOptions {
   cleanup?: boolean;
   /** Number of instances sharing the calls (default 1); they start concurrently. */
   replicas?: number;
-  /** Docker hosts. Only the local engine until remote hosts arrive. */
+  /**
+   * Docker hosts the replicas are spread over, in order then round again: `localhost`,
+   * `ssh://user@host[:port]`, `user@host` or a `~/.ssh/config` name (default: this machine).
+   */
   hosts?: string[];
+  /** How to reach and trust SSH hosts: keys, agent, known_hosts, `acceptNewHostKeys`. */
+  ssh?: SshHostOptions;
   /** How calls are spread over replicas (default `random`; `least_busy` suits uneven work). */
   loadBalance?: LoadBalanceStrategy;
   /** Client-side bound of a call without `timeoutMs` or `_timeout` (default 300 000 ms). */
@@ -83,7 +91,16 @@ const schema = z
       .optional(),
     cleanup: z.boolean().optional(),
     replicas: z.number().int().min(1).max(MAX_REPLICAS).optional(),
-    hosts: z.array(z.literal("localhost", { message: 'only "localhost" is supported so far' })).optional(),
+    hosts: z.array(z.string().min(1)).min(1).optional(),
+    ssh: z
+      .strictObject({
+        keyFiles: z.array(z.string()).optional(),
+        agent: z.string().optional(),
+        knownHostsFile: z.string().optional(),
+        acceptNewHostKeys: z.boolean().optional(),
+        connectTimeoutMs: z.number().int().positive().optional(),
+      })
+      .optional(),
     loadBalance: z.enum(["random", "round_robin", "least_busy"]).optional(),
     callTimeoutMs: z.number().int().positive().optional(),
     baseImage: imageRefSchema.optional(),
@@ -117,18 +134,27 @@ export async function loadEnv<M extends object = RemoteMethods>(
   if (options.containerName !== undefined) validateInstanceName(options.containerName);
   const memoryBytes =
     options.memLimit !== undefined ? parseMemorySize("memLimit", options.memLimit) : undefined;
+  const hosts = (options.hosts ?? ["localhost"]).map((h, i) => parseHostAddress(h, `hosts.${i}`));
   const mode = await resolveMode(options);
-  const { runtime, spec } = await prepare(options, mode, {
+  if (mode === "process" && hosts.some((h) => h.kind === "ssh")) {
+    throw new ValidationError("hosts", "the process runtime runs on this machine only; use mode docker for remote hosts");
+  }
+  const { runtimes, spec } = await prepare(options, mode, hosts, {
     ...(memoryBytes !== undefined ? { memoryBytes } : {}),
     ...(parsed.cpuLimit !== undefined ? { cpus: parsed.cpuLimit } : {}),
   });
   const name = options.containerName ?? `${spec.envName}-${randomBytes(4).toString("hex")}`;
-  const instances = await startReplicas(
-    runtime,
-    { ...spec, name, labels: { [LABELS.pool]: name } },
-    options.replicas ?? 1,
-    options,
-  );
+  let instances: Instance[];
+  try {
+    instances = await startReplicas(
+      runtimes,
+      { ...spec, name, labels: { [LABELS.pool]: name } },
+      options.replicas ?? 1,
+      options,
+    );
+  } finally {
+    await Promise.all(runtimes.map((r) => r.close())); // instances hold their own share of a host
+  }
   return openEnvironment<M>(name, instances, {
     cleanup: options.cleanup ?? true,
     loadBalance: options.loadBalance,
@@ -148,12 +174,13 @@ async function resolveMode(options: LoadEnvOptions): Promise<RuntimeKind> {
   }
 }
 
-/** The runtime and the spec every replica starts from (building the image first when needed). */
+/** The runtimes (one per host) and the spec every replica starts from (building the image first when needed). */
 async function prepare(
   options: LoadEnvOptions,
   mode: RuntimeKind,
+  hosts: readonly HostAddress[],
   limits: Pick<InstanceSpec, "memoryBytes" | "cpus">,
-): Promise<{ runtime: Runtime; spec: InstanceSpec }> {
+): Promise<{ runtimes: Runtime[]; spec: InstanceSpec }> {
   const common: InstanceSpec = {
     envName: "env",
     ...(options.envType ? { envType: options.envType } : {}),
@@ -173,9 +200,18 @@ async function prepare(
     }
     const folder = await readEnvFolder(options.envPath, options.envType);
     const runtime = new ProcessRuntime(options.python ? { python: options.python } : {});
-    return { runtime, spec: { ...common, envName: folder.name, envPath: folder.path } };
+    return { runtimes: [runtime], spec: { ...common, envName: folder.name, envPath: folder.path } };
   }
-  const runtime = new DockerRuntime(options.docker ? { connection: options.docker } : {});
+  const runtimes = hosts.map(
+    (host) =>
+      new DockerRuntime(
+        host.kind === "ssh"
+          ? { connection: { ssh: host.label, ...(options.ssh ? { sshOptions: options.ssh } : {}) } }
+          : options.docker
+            ? { connection: options.docker }
+            : {},
+      ),
+  );
   let image = options.image;
   let envName = image ? imageEnvName(image) : "env";
   if (image === undefined) {
@@ -192,7 +228,7 @@ async function prepare(
     });
   }
   return {
-    runtime,
+    runtimes,
     spec: { ...common, ...limits, envName, image, pull: options.pull ?? false, restartPolicy: "always" },
   };
 }
@@ -202,15 +238,16 @@ async function prepare(
  * one error names each failure.
  */
 async function startReplicas(
-  runtime: Runtime,
+  runtimes: readonly Runtime[],
   spec: InstanceSpec,
   replicas: number,
   options: OperationOptions,
 ): Promise<Instance[]> {
-  const specs = Array.from({ length: replicas }, (_, i) =>
-    replicas > 1 ? { ...spec, name: `${spec.name}-${i}` } : spec,
+  const specs = Array.from({ length: replicas }, (_, i) => (replicas > 1 ? { ...spec, name: `${spec.name}-${i}` } : spec));
+  // Replicas spread over the hosts in order, then round again.
+  const results = await Promise.allSettled(
+    specs.map((s, i) => (runtimes[i % runtimes.length] as Runtime).start(s, options)),
   );
-  const results = await Promise.allSettled(specs.map((s) => runtime.start(s, options)));
   const started = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   const failures = results.flatMap((r, replica) =>
     r.status === "rejected"
@@ -219,7 +256,7 @@ async function startReplicas(
   );
   if (failures.length === 0) return started;
   // Only what this call created: a reused instance was running before and stays.
-  await Promise.allSettled(started.filter((i) => !i.reused).map((i) => i.stop()));
+  await Promise.allSettled(started.map((i) => (i.reused ? i.detach() : i.stop())));
   if (replicas === 1) throw failures[0]?.error;
   throw new PoolStartError(replicas, failures);
 }

@@ -62,6 +62,11 @@ export class SshHost extends EventEmitter {
     return host;
   }
 
+  /** A host whose connection opens on first use (the registry shares these). */
+  static lazy(address: SshAddress, options: SshHostOptions = {}): SshHost {
+    return new SshHost(address, options);
+  }
+
   /** The live client, connecting again (with backoff) when the last one dropped. */
   async connection(): Promise<Client> {
     if (this.closed) throw new HostConnectionError(this.label, "connection closed");

@@ -96,6 +96,7 @@ export class InstancePool {
     this.monitor.stop();
     await Promise.all(this.members.map((m) => m.close()));
     if (stopInstances) await this.stopInstances();
+    else await Promise.all(this.members.map((m) => m.instance.detach()));
   }
 
   async stopInstances(): Promise<void> {

@@ -84,7 +84,7 @@ export class PoolMember implements BalancerCandidate {
     return {
       id: this.instance.id,
       name: this.instance.name,
-      host: "localhost",
+      host: this.instance.host,
       endpoint: this.endpoint,
       healthy: this.healthy,
       requests: this.requests,

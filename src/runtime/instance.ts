@@ -84,6 +84,8 @@ export interface Instance extends AsyncDisposable {
   readonly reused: boolean;
   /** True when the instance outlives its client (`keep`). */
   readonly keep: boolean;
+  /** Where it runs: `localhost`, or the host's `ssh://user@host:port`. */
+  readonly host: string;
   /** Base URL of the instance's server, reachable from this process. */
   endpoint(): string;
   /** Runs a shell command inside the instance. */
@@ -108,6 +110,8 @@ export interface Instance extends AsyncDisposable {
   revive(): Promise<boolean>;
   /** Stops and removes the instance. Safe to call more than once. */
   stop(): Promise<void>;
+  /** Lets go of the client side (tunnels, connections) and leaves the instance running. */
+  detach(): Promise<void>;
   /**
    * Best-effort synchronous stop, for the moment the client process exits and can no
    * longer wait for promises. Prefer `stop()` everywhere else.

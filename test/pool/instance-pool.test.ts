@@ -17,6 +17,8 @@ function standIn(name: string, endpoint: string): Instance {
     envType: "function_based",
     reused: false,
     keep: false,
+    host: "localhost",
+    detach: async () => {},
     endpoint: () => endpoint,
     exec: async (): Promise<ExecResult> => ({ stdout: "", stderr: "", exitCode: 0, timedOut: false }),
     logs: async () => "",

@@ -1,4 +1,7 @@
 import Docker from "dockerode";
+import { sharedHosts } from "../../host/host-registry.js";
+import { SshDockerAgent } from "../../host/ssh-docker-agent.js";
+import type { SshHost, SshHostOptions } from "../../host/ssh-host.js";
 import { RuntimeUnavailableError } from "../../errors.js";
 
 /**
@@ -6,7 +9,9 @@ import { RuntimeUnavailableError } from "../../errors.js";
  * be handed to the exit-time reaper process.
  */
 export type DockerConnection =
-  { socketPath: string } | { host: string; port: number; protocol: "http" | "https" };
+  | { socketPath: string }
+  | { host: string; port: number; protocol: "http" | "https" }
+  | { ssh: string; sshOptions?: SshHostOptions };
 
 const DEFAULT_SOCKET = "/var/run/docker.sock";
 
@@ -28,9 +33,31 @@ export function connectionFromEnv(dockerHost = process.env.DOCKER_HOST): DockerC
   };
 }
 
-/** A dockerode client for a connection. */
+/** A Docker engine client, and the SSH host it goes through (if any), to release when done. */
+export interface DockerEngine {
+  docker: Docker;
+  /** The host behind a remote engine; undefined for a local or tcp engine. */
+  sshHost: SshHost | undefined;
+  /** `localhost`, or the host's `ssh://user@host:port`. */
+  label: string;
+  release(): void;
+}
+
+/** A client for a connection: over the host's shared SSH connection for `{ ssh }`. */
+export function openEngine(connection: DockerConnection): DockerEngine {
+  if ("ssh" in connection) {
+    const sshHost = sharedHosts.acquire(connection.ssh, connection.sshOptions);
+    // docker-modem passes `agent` through to every request (not in the typings).
+    const options = { protocol: "http", host: "docker", port: 80, agent: new SshDockerAgent(sshHost) };
+    const docker = new Docker(options as Docker.DockerOptions);
+    return { docker, sshHost, label: sshHost.label, release: () => sharedHosts.release(sshHost) };
+  }
+  return { docker: new Docker(connection), sshHost: undefined, label: "localhost", release: () => {} };
+}
+
+/** A dockerode client for a connection (see `openEngine` to release an SSH host). */
 export function dockerClient(connection: DockerConnection): Docker {
-  return new Docker(connection);
+  return openEngine(connection).docker;
 }
 
 /** Whether containers' bridge addresses are reachable from here: a local engine on Linux. */

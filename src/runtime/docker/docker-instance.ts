@@ -4,8 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { AbortedError, InfrastructureError } from "../../errors.js";
 import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
 import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
-import type { AddressMode } from "./container-endpoint.js";
-import { containerEndpoint } from "./container-endpoint.js";
+import type { ContainerReach } from "./container-reach.js";
 import type { DockerEvents } from "./docker-events.js";
 import { DockerFrameReader, demuxDockerLogs, demuxDockerOutput } from "./demux-stream.js";
 import type { DockerConnection } from "./docker-connection.js";
@@ -14,7 +13,12 @@ import { reapContainersSync } from "./reap-containers.js";
 export interface DockerInstanceInit {
   docker: Docker;
   connection: DockerConnection;
-  address: AddressMode;
+  /** How the client reaches it; the instance owns it and closes it on stop or detach. */
+  reach: ContainerReach;
+  /** `localhost` or the SSH host's label. */
+  host: string;
+  /** Called once when the instance lets go of its client side (releases a shared SSH host). */
+  release: () => void;
   events: DockerEvents;
   id: string;
   name: string;
@@ -34,8 +38,11 @@ export class DockerInstance implements Instance {
   readonly keep: boolean;
   private readonly docker: Docker;
   private readonly connection: DockerConnection;
+  readonly host: string;
   private url: string;
-  private readonly address: AddressMode;
+  private readonly reach: ContainerReach;
+  private readonly release: () => void;
+  private released = false;
   private readonly events: DockerEvents;
   private stopping: Promise<void> | undefined;
 
@@ -46,7 +53,9 @@ export class DockerInstance implements Instance {
     this.name = init.name;
     this.envType = init.envType;
     this.url = init.endpoint;
-    this.address = init.address;
+    this.reach = init.reach;
+    this.host = init.host;
+    this.release = init.release;
     this.events = init.events;
     this.reused = init.reused;
     this.keep = init.keep;
@@ -145,7 +154,7 @@ export class DockerInstance implements Instance {
 
   async refresh(): Promise<void> {
     const info = await this.docker.getContainer(this.id).inspect();
-    if (info.State.Running) this.url = containerEndpoint(info, this.address);
+    if (info.State.Running) this.url = await this.reach.open(info);
   }
 
   async revive(): Promise<boolean> {
@@ -160,8 +169,15 @@ export class DockerInstance implements Instance {
   }
 
   stop(): Promise<void> {
-    this.stopping ??= removeContainer(this.docker, this.id);
+    this.stopping ??= removeContainer(this.docker, this.id).finally(() => this.detach());
     return this.stopping;
+  }
+
+  async detach(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.reach.close();
+    this.release();
   }
 
   stopSync(): void {

@@ -10,10 +10,15 @@ import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
 import type { Runtime } from "../runtime.js";
 import { readinessClient, waitForReady } from "../wait-for-ready.js";
 import type { DockerConnection } from "./docker-connection.js";
-import { bridgeIsReachable, connectionFromEnv, dockerClient, pingDocker } from "./docker-connection.js";
+import { bridgeIsReachable, connectionFromEnv, openEngine, pingDocker } from "./docker-connection.js";
+import type { DockerEngine } from "./docker-connection.js";
+import type { ContainerReach } from "./container-reach.js";
+import { directReach, tunnelReach } from "./container-reach.js";
+import { shipImage } from "./ship-image.js";
+import { sharedHosts } from "../../host/host-registry.js";
 import { DockerInstance, removeContainer } from "./docker-instance.js";
 import type { AddressMode } from "./container-endpoint.js";
-import { SERVER_PORT_KEY, containerEndpoint } from "./container-endpoint.js";
+import { SERVER_PORT_KEY } from "./container-endpoint.js";
 import { DockerEvents } from "./docker-events.js";
 import { SERVER_PORT } from "../../config.js";
 import { pullImage } from "./pull-image.js";
@@ -21,12 +26,13 @@ import { pullImage } from "./pull-image.js";
 const DEFAULT_START_TIMEOUT_MS = 120_000;
 
 export interface DockerRuntimeOptions {
-  /** The engine to use; default from `DOCKER_HOST`, else the local socket. */
+  /** The engine to use; default from `DOCKER_HOST`, else the local socket. `{ ssh }` is a remote host. */
   connection?: DockerConnection;
   /**
-   * How the client reaches containers: their bridge address (no port opened at all), or
-   * a port published on 127.0.0.1 only. Default: the bridge address for a local engine
-   * on Linux, else published.
+   * How the client reaches containers of a local or tcp engine: their bridge address (no
+   * port opened at all), or a port published on 127.0.0.1 only. Default: the bridge
+   * address for a local engine on Linux, else published. Containers of a remote (SSH)
+   * engine are always reached through a tunnel to their bridge address.
    */
   address?: AddressMode;
 }
@@ -40,14 +46,22 @@ interface ImageFacts {
 export class DockerRuntime implements Runtime {
   readonly kind = "docker" as const;
   readonly connection: DockerConnection;
+  /** `localhost`, or the SSH host's label. */
+  readonly host: string;
+  private readonly engine: DockerEngine;
   private readonly docker: Docker;
   private readonly address: AddressMode;
   private readonly events: DockerEvents;
 
   constructor(options: DockerRuntimeOptions = {}) {
     this.connection = options.connection ?? connectionFromEnv();
-    this.docker = dockerClient(this.connection);
-    this.address = options.address ?? (bridgeIsReachable(this.connection) ? "container-ip" : "published");
+    this.engine = openEngine(this.connection);
+    this.docker = this.engine.docker;
+    this.host = this.engine.label;
+    // A remote engine publishes nothing: its containers are reached through tunnels to their bridge address.
+    this.address = this.engine.sshHost
+      ? "container-ip"
+      : (options.address ?? (bridgeIsReachable(this.connection) ? "container-ip" : "published"));
     this.events = new DockerEvents(this.docker);
   }
 
@@ -76,6 +90,7 @@ export class DockerRuntime implements Runtime {
   private async imageFacts(spec: InstanceSpec, deadline: Deadline): Promise<ImageFacts> {
     const ref = spec.image as string;
     if (spec.pull) await pullImage(this.docker, ref, deadline);
+    if (this.engine.sshHost) await shipImage(ref, this.docker, this.host, deadline);
     try {
       const info = await this.docker.getImage(ref).inspect();
       const label = info.Config?.Labels?.[LABELS.envType];
@@ -178,18 +193,7 @@ export class DockerRuntime implements Runtime {
     reused: boolean,
   ): Promise<Instance> {
     const info = await deadline.run(() => this.docker.getContainer(id).inspect());
-    const instance = new DockerInstance({
-      docker: this.docker,
-      connection: this.connection,
-      id,
-      name,
-      envType,
-      endpoint: containerEndpoint(info, this.address),
-      address: this.address,
-      events: this.events,
-      reused,
-      keep: spec.keep ?? false,
-    });
+    const instance = await this.instanceFor(info, envType, reused);
     const http = readinessClient(instance.endpoint());
     try {
       await waitForReady({
@@ -200,6 +204,9 @@ export class DockerRuntime implements Runtime {
         failure: () => this.exitReason(id, info.RestartCount),
         logs: () => instance.logs({ tail: 50 }),
       });
+    } catch (err) {
+      await instance.detach();
+      throw err;
     } finally {
       await http.close();
     }
@@ -249,23 +256,12 @@ export class DockerRuntime implements Runtime {
       filters: { label: [`${LABELS.managed}=true`, `${LABELS.pool}=${pool}`], status: ["running"] },
     });
     const infos = await Promise.all(containers.map((c) => this.docker.getContainer(c.Id).inspect()));
-    return infos
+    const sorted = infos
       .sort((a, b) => a.Name.localeCompare(b.Name, "en", { numeric: true }))
-      .map(
-        (info) =>
-          new DockerInstance({
-            docker: this.docker,
-            connection: this.connection,
-            address: this.address,
-            events: this.events,
-            id: info.Id,
-            name: info.Name.replace(/^\//, ""),
-            envType: info.Config.Labels?.[LABELS.envType] === "http_based" ? "http_based" : "function_based",
-            endpoint: containerEndpoint(info, this.address),
-            reused: true,
-            keep: info.Config.Labels?.[LABELS.keep] === "true",
-          }),
+      .map((info) =>
+        this.instanceFor(info, info.Config.Labels?.[LABELS.envType] === "http_based" ? "http_based" : "function_based", true),
       );
+    return Promise.all(sorted);
   }
 
   async removeAll(pool?: string): Promise<string[]> {
@@ -285,7 +281,45 @@ export class DockerRuntime implements Runtime {
     return dead.map((c) => (c.Names[0] ?? c.Id).replace(/^\//, ""));
   }
 
-  async close(): Promise<void> {}
+  /** Releases this runtime's share of the SSH host (instances hold their own). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.engine.release();
+  }
+
+  private closed = false;
+
+  /** A new DockerInstance for an inspected container: its own route, and its own share of the host. */
+  private async instanceFor(
+    info: Docker.ContainerInspectInfo,
+    envType: EnvType,
+    reused: boolean,
+  ): Promise<DockerInstance> {
+    const sshHost = this.engine.sshHost;
+    const reach: ContainerReach = sshHost ? tunnelReach(sshHost) : directReach(this.address);
+    const release = sshHost ? hostReleaser(sshHost) : () => {};
+    try {
+      return new DockerInstance({
+        docker: this.docker,
+        connection: this.connection,
+        reach,
+        host: this.host,
+        release,
+        events: this.events,
+        id: info.Id,
+        name: info.Name.replace(/^\//, ""),
+        envType,
+        endpoint: await reach.open(info),
+        reused,
+        keep: info.Config.Labels?.[LABELS.keep] === "true",
+      });
+    } catch (err) {
+      await reach.close();
+      release();
+      throw err;
+    }
+  }
 }
 
 /** The endpoint of a listed container, when it runs (listing carries its addresses). */
@@ -297,4 +331,15 @@ function listedEndpoint(c: Docker.ContainerInfo, mode: AddressMode): string | un
   }
   const ip = Object.values(c.NetworkSettings?.Networks ?? {}).find((n) => n.IPAddress)?.IPAddress;
   return ip ? `http://${ip}:${SERVER_PORT}` : undefined;
+}
+
+/** One more share of an SSH host, released once. */
+function hostReleaser(host: NonNullable<DockerEngine["sshHost"]>): () => void {
+  sharedHosts.acquire(host.address);
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    sharedHosts.release(host);
+  };
 }

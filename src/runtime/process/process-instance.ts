@@ -15,6 +15,7 @@ const STOP_GRACE_MS = 3_000;
 /** An environment served by a local subprocess (its own process group). */
 export class ProcessInstance implements Instance {
   readonly runtime = "process" as const;
+  readonly host = "localhost";
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -96,6 +97,8 @@ export class ProcessInstance implements Instance {
   async revive(): Promise<boolean> {
     return this.alive(); // a process that exited does not come back (no restart policy here)
   }
+
+  async detach(): Promise<void> {}
 
   stop(): Promise<void> {
     this.stopping ??= this.terminate();
