@@ -48,6 +48,10 @@ describe("README", () => {
     const { stdout } = await run(process.execPath, ["--import", "tsx", file], {
       cwd: repoRoot,
       timeout: 120_000,
+    }).catch((e: { stderr?: string; stdout?: string }) => {
+      throw new Error(
+        `quick start failed (${JSON.stringify(e).slice(0, 300)}):\n${(e.stderr ?? "").slice(-300)}\n${e.stdout ?? ""}`,
+      );
     });
     expect(stdout).toContain("quick start ran: 42");
   });

@@ -51,8 +51,13 @@ export async function connectEnv<M extends object = RemoteMethods>(
     }
   }
   const running = await runningEnvironmentNames(options);
-  const hint = running.length ? ` Running: ${running.join(", ")}` : " No environment is running.";
-  throw new NotFoundError("environment", name, `Environment not found: ${name}.${hint}`);
+  const hint = running.length ? ` Running: ${running.join(", ")}.` : " No environment is running.";
+  const searched = await runtimesFor(options);
+  const unreachable =
+    options.mode !== "process" && !searched.some((r) => r.kind === "docker")
+      ? " (The Docker engine did not answer: only process environments were searched.)"
+      : "";
+  throw new NotFoundError("environment", name, `Environment not found: ${name}.${hint}${unreachable}`);
 }
 
 /** Names of the running environments (of any client), on the runtimes `options` allows. */
@@ -71,9 +76,12 @@ export async function runtimesFor(options: Pick<ConnectEnvOptions, "mode" | "doc
   const runtimes: Runtime[] = [];
   if (options.mode !== "process") {
     const docker = new DockerRuntime(options.docker ? { connection: options.docker } : {});
-    const answers = await docker.ping(1_000).then(
+    const answers = await docker.ping(2_000).then(
       () => true,
-      () => false,
+      (err: unknown) => {
+        if (options.mode === "docker") throw err; // asked for docker: say it does not answer
+        return false;
+      },
     );
     if (answers) runtimes.push(docker);
   }

@@ -137,7 +137,10 @@ export async function loadEnv<M extends object = RemoteMethods>(
   const hosts = (options.hosts ?? ["localhost"]).map((h, i) => parseHostAddress(h, `hosts.${i}`));
   const mode = await resolveMode(options);
   if (mode === "process" && hosts.some((h) => h.kind === "ssh")) {
-    throw new ValidationError("hosts", "the process runtime runs on this machine only; use mode docker for remote hosts");
+    throw new ValidationError(
+      "hosts",
+      "the process runtime runs on this machine only; use mode docker for remote hosts",
+    );
   }
   const { runtimes, spec } = await prepare(options, mode, hosts, {
     ...(memoryBytes !== undefined ? { memoryBytes } : {}),
@@ -243,7 +246,9 @@ async function startReplicas(
   replicas: number,
   options: OperationOptions,
 ): Promise<Instance[]> {
-  const specs = Array.from({ length: replicas }, (_, i) => (replicas > 1 ? { ...spec, name: `${spec.name}-${i}` } : spec));
+  const specs = Array.from({ length: replicas }, (_, i) =>
+    replicas > 1 ? { ...spec, name: `${spec.name}-${i}` } : spec,
+  );
   // Replicas spread over the hosts in order, then round again.
   const results = await Promise.allSettled(
     specs.map((s, i) => (runtimes[i % runtimes.length] as Runtime).start(s, options)),

@@ -1,4 +1,5 @@
 import { logger } from "../logger.js";
+import { flushReaps } from "../runtime/docker/reap-containers.js";
 import type { Environment } from "./environment.js";
 
 /**
@@ -42,6 +43,7 @@ function onExit(): void {
   for (const env of active) {
     if (env.stopsOnExit) env.stopSync();
   }
+  flushReaps();
 }
 
 async function onSignal(signal: NodeJS.Signals): Promise<void> {

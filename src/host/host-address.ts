@@ -14,12 +14,19 @@ export type HostAddress =
  * alias. Entries of `~/.ssh/config` (HostName, User, Port, IdentityFile) fill what the
  * address leaves out.
  */
-export function parseHostAddress(spec: string, option = "hosts", sshConfigPath = join(homedir(), ".ssh", "config")): HostAddress {
+export function parseHostAddress(
+  spec: string,
+  option = "hosts",
+  sshConfigPath = join(homedir(), ".ssh", "config"),
+): HostAddress {
   const text = spec.trim();
   if (text === "localhost" || text === "local") return { kind: "local" };
   const match = /^(?:ssh:\/\/)?(?:([^@/:\s]+)@)?([^@/:\s]+|\[[0-9a-fA-F:]+\])(?::(\d+))?\/?$/.exec(text);
   if (!match) {
-    throw new ValidationError(option, `${JSON.stringify(spec)} is not a host: use "localhost", "ssh://user@host:port" or a ~/.ssh/config name`);
+    throw new ValidationError(
+      option,
+      `${JSON.stringify(spec)} is not a host: use "localhost", "ssh://user@host:port" or a ~/.ssh/config name`,
+    );
   }
   const [, user, host = "", port] = match;
   const config = sshConfigFor(host, sshConfigPath);

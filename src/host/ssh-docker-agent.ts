@@ -13,7 +13,10 @@ export class SshDockerAgent extends Agent {
     super({ keepAlive: true, maxSockets: 32 });
   }
 
-  override createConnection(_options: object, callback: (err: Error | null, socket?: Duplex) => void): undefined {
+  override createConnection(
+    _options: object,
+    callback: (err: Error | null, socket?: Duplex) => void,
+  ): undefined {
     this.host.open("docker system dial-stdio").then(
       (channel) => callback(null, asSocket(channel)),
       (err: Error) => callback(err),

@@ -83,13 +83,14 @@ export class SshHost extends EventEmitter {
     channel.on("data", (d: Buffer) => stdout.push(d));
     channel.stderr.on("data", (d: Buffer) => stderr.push(d));
     let timedOut = false;
-    const timer = options.timeoutMs !== undefined
-      ? setTimeout(() => {
-          timedOut = true;
-          channel.signal("KILL");
-          channel.close();
-        }, options.timeoutMs)
-      : undefined;
+    const timer =
+      options.timeoutMs !== undefined
+        ? setTimeout(() => {
+            timedOut = true;
+            channel.signal("KILL");
+            channel.close();
+          }, options.timeoutMs)
+        : undefined;
     const onAbort = () => channel.close();
     options.signal?.addEventListener("abort", onAbort, { once: true });
     const code = await new Promise<number>((resolve) => {
@@ -120,7 +121,9 @@ export class SshHost extends EventEmitter {
   async forwardOut(hostname: string, port: number): Promise<ClientChannel> {
     const client = await this.connection();
     return new Promise((resolve, reject) =>
-      client.forwardOut("127.0.0.1", 0, hostname, port, (err, channel) => (err ? reject(this.failure(err)) : resolve(channel))),
+      client.forwardOut("127.0.0.1", 0, hostname, port, (err, channel) =>
+        err ? reject(this.failure(err)) : resolve(channel),
+      ),
     );
   }
 
@@ -150,7 +153,10 @@ export class SshHost extends EventEmitter {
         // The first connection fails fast and clearly; later ones retry (the host may be restarting).
         if (!this.everConnected || this.closed || this.failures > 6) throw err;
         const backoff = Math.min(MAX_BACKOFF_MS, 200 * 2 ** (this.failures - 1));
-        logger.info({ host: this.label, backoff, err: (err as Error).message }, "ssh reconnect failed; retrying");
+        logger.info(
+          { host: this.label, backoff, err: (err as Error).message },
+          "ssh reconnect failed; retrying",
+        );
         await sleep(backoff);
       }
     }
@@ -179,7 +185,9 @@ export class SshHost extends EventEmitter {
 
   private connectConfig(): ConnectConfig {
     const { address, options } = this;
-    const keyFile = [...(options.keyFiles ?? []), ...address.identityFiles, ...DEFAULT_KEYS].find((f) => existsSync(f));
+    const keyFile = [...(options.keyFiles ?? []), ...address.identityFiles, ...DEFAULT_KEYS].find((f) =>
+      existsSync(f),
+    );
     const agent = options.agent ?? process.env.SSH_AUTH_SOCK;
     return {
       host: address.hostname,
@@ -214,10 +222,14 @@ export class SshHost extends EventEmitter {
     const level = (err as { level?: string }).level;
     let cause = err.message;
     if (hostKeyProblem) cause = hostKeyProblem;
-    else if (code === "ECONNREFUSED") cause = `connection refused (is sshd listening on port ${this.address.port}?)`;
-    else if (code === "ENOTFOUND" || code === "EAI_AGAIN") cause = `unknown host name ${this.address.hostname}`;
-    else if (level === "client-authentication") cause = `authentication failed for user ${this.address.user} (check the key, the agent and authorized_keys)`;
-    else if (/Timed out while waiting for handshake/.test(err.message)) cause = `no SSH answer within ${this.options.connectTimeoutMs ?? 10_000} ms`;
+    else if (code === "ECONNREFUSED")
+      cause = `connection refused (is sshd listening on port ${this.address.port}?)`;
+    else if (code === "ENOTFOUND" || code === "EAI_AGAIN")
+      cause = `unknown host name ${this.address.hostname}`;
+    else if (level === "client-authentication")
+      cause = `authentication failed for user ${this.address.user} (check the key, the agent and authorized_keys)`;
+    else if (/Timed out while waiting for handshake/.test(err.message))
+      cause = `no SSH answer within ${this.options.connectTimeoutMs ?? 10_000} ms`;
     return new HostConnectionError(this.label, cause, { cause: err });
   }
 }

@@ -24,6 +24,7 @@ export class HealthMonitor extends EventEmitter {
 
   constructor(private readonly members: readonly PoolMember[]) {
     super();
+    this.setMaxListeners(0); // one listener per call waiting for a replica
     for (const member of members) {
       this.unsubscribes.push(
         member.instance.watch((event) =>
@@ -44,18 +45,28 @@ export class HealthMonitor extends EventEmitter {
   /** Resolves when a replica that `among` accepts is healthy, or rejects when `signal` fires first. */
   async anyHealthy(among: (member: PoolMember) => boolean, signal: AbortSignal): Promise<void> {
     if (this.members.some((m) => m.healthy && among(m))) return;
+    if (signal.aborted) throw signal.reason;
+    if (this.stopped) throw new Error("the pool is closed");
     await new Promise<void>((resolve, reject) => {
       const onHealthy = (member: PoolMember) => {
         if (!among(member)) return;
         this.off("healthy", onHealthy);
+        this.off("stopped", onStop);
         signal.removeEventListener("abort", onAbort);
         resolve();
       };
       const onAbort = () => {
         this.off("healthy", onHealthy);
+        this.off("stopped", onStop);
         reject(signal.reason);
       };
+      const onStop = () => {
+        this.off("healthy", onHealthy);
+        signal.removeEventListener("abort", onAbort);
+        reject(new Error("the pool is closed"));
+      };
       this.on("healthy", onHealthy);
+      this.once("stopped", onStop);
       signal.addEventListener("abort", onAbort, { once: true });
     });
   }
@@ -64,6 +75,7 @@ export class HealthMonitor extends EventEmitter {
     this.stopped = true;
     clearInterval(this.timer);
     for (const unsubscribe of this.unsubscribes) unsubscribe();
+    this.emit("stopped"); // calls waiting for a healthy replica fail now, not at their timeout
     this.removeAllListeners();
   }
 

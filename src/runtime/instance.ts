@@ -114,7 +114,8 @@ export interface Instance extends AsyncDisposable {
   detach(): Promise<void>;
   /**
    * Best-effort synchronous stop, for the moment the client process exits and can no
-   * longer wait for promises. Prefer `stop()` everywhere else.
+   * longer wait for promises. Containers are queued and removed together by the exit
+   * handler. Prefer `stop()` everywhere else.
    */
   stopSync(): void;
 }

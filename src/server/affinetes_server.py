@@ -228,35 +228,43 @@ class Dispatcher:
         func = await self.env.resolve(name, self.executor)
         self._check_arguments(name, func, args, kwargs)
         timeout = _timeout_seconds(kwargs)
+        work = asyncio.ensure_future(self._run(func, args, kwargs))
+        if timeout:
+            # asyncio.wait never raises: a TimeoutError of the user's own stays in `work`.
+            done, _ = await asyncio.wait({work}, timeout=timeout)
+            if not done:
+                work.cancel()
+                message = "Method %s timed out after %gs (kwargs.timeout)" % (name, timeout)
+                raise HttpError(504, message, error_type="TimeoutError", message=message)
         try:
-            if inspect.iscoroutinefunction(func):
-                work = func(*args, **kwargs)
-            else:
-                loop = asyncio.get_event_loop()
-                work = loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
-            result = await asyncio.wait_for(work, timeout) if timeout else await work
-        except asyncio.TimeoutError:
-            if timeout is None:
-                raise  # raised by the user's own code: handled below as an error
-            message = "Method %s timed out after %gs (kwargs.timeout)" % (name, timeout)
-            raise HttpError(504, message, error_type="TimeoutError", message=message)
-        except HttpError:
+            result = await work
+        except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported to the caller with its traceback
-            tb = user_traceback(exc)
-            sys.stderr.write("affinetes: %s raised\n%s" % (name, tb))
-            raise HttpError(
-                500,
-                "%s\n%s" % (exc, tb),
-                error_type=type(exc).__name__,
-                message=str(exc),
-                traceback=tb,
-            )
+        except BaseException as exc:  # noqa: BLE001 - whatever user code raises reaches the caller
+            raise self._failure(name, exc)
         try:
             return encode_json({"status": "success", "result": result, "error": None})
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - to_dict()/model_dump() of user objects may raise anything
             message = "Result of %s could not be encoded as JSON: %s" % (name, exc)
             raise HttpError(500, message, error_type=type(exc).__name__, message=message)
+
+    async def _run(self, func, args, kwargs):
+        if inspect.iscoroutinefunction(func):
+            return await func(*args, **kwargs)
+        loop = asyncio.get_event_loop()
+        return await loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
+
+    @staticmethod
+    def _failure(name, exc):
+        tb = user_traceback(exc)
+        sys.stderr.write("affinetes: %s raised\n%s" % (name, tb))
+        return HttpError(
+            500,
+            "%s\n%s" % (exc, tb),
+            error_type=type(exc).__name__,
+            message=str(exc),
+            traceback=tb,
+        )
 
     @staticmethod
     def _check_arguments(name, func, args, kwargs):
@@ -413,6 +421,11 @@ class Server:
                 except HttpError as err:
                     status, body = err.status, error_body(err)
                     keep_alive = keep_alive and not err.close
+                except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a bug must answer 500, never drop the connection
+                    sys.stderr.write("affinetes: internal error\n%s" % traceback.format_exc())
+                    status, body = 500, encode_json({"detail": "Internal server error: %s" % exc})
                 writer.write(render_response(status, body, keep_alive))
                 await writer.drain()
                 if not keep_alive:

@@ -26,14 +26,17 @@ export interface HttpRequestOptions {
  */
 export class HttpClient {
   private readonly pool: Pool;
+  private readonly connections: number;
+  private inFlight = 0;
   private closed = false;
 
   constructor(
     readonly origin: string,
     options: { connections?: number; connectTimeoutMs?: number } = {},
   ) {
+    this.connections = options.connections ?? 128;
     this.pool = new Pool(origin, {
-      connections: options.connections ?? 128,
+      connections: this.connections,
       keepAliveTimeout: 30_000,
       connectTimeout: options.connectTimeoutMs ?? 10_000,
       // Call duration is bounded by the caller's signal, not by undici's fixed timers.
@@ -42,14 +45,46 @@ export class HttpClient {
     });
   }
 
+  /** `body`: a value sent as JSON, or a string already holding JSON. */
   async request(options: HttpRequestOptions): Promise<HttpAnswer> {
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const body =
+      options.body === undefined || typeof options.body === "string"
+        ? options.body
+        : JSON.stringify(options.body);
+    // undici's timers start once a request has a socket; a request that must queue for
+    // one gets a timer of its own, so the bound also covers the wait.
+    const queued = this.inFlight >= this.connections && options.timeoutMs !== undefined;
+    const queueTimer = queued ? AbortSignal.timeout(options.timeoutMs as number) : undefined;
+    const signal =
+      queueTimer && options.signal
+        ? AbortSignal.any([options.signal, queueTimer])
+        : (queueTimer ?? options.signal);
+    this.inFlight++;
+    try {
+      return await this.send(options, body, signal);
+    } catch (err) {
+      if (queueTimer?.aborted && !options.signal?.aborted) {
+        throw Object.assign(new Error(`no answer within ${options.timeoutMs} ms`), {
+          code: "UND_ERR_HEADERS_TIMEOUT",
+        });
+      }
+      throw err;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async send(
+    options: HttpRequestOptions,
+    body: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<HttpAnswer> {
     const response = await this.pool.request({
       method: options.method,
       path: options.path,
       body,
       headers: body === undefined ? {} : { "content-type": "application/json" },
-      signal: options.signal,
+      signal,
       ...(options.timeoutMs !== undefined
         ? { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }
         : {}),

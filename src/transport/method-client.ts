@@ -6,6 +6,7 @@ import {
   InvalidArgumentsError,
   MethodNotFoundError,
   RemoteError,
+  ValidationError,
 } from "../errors.js";
 import type { EnvType } from "../runtime/instance.js";
 import type { HttpAnswer } from "./http-client.js";
@@ -58,13 +59,17 @@ export class MethodClient {
     kwargs: Record<string, unknown>,
     options: CallOptions = {},
   ): Promise<unknown> {
+    const body = serialize(
+      method,
+      this.envType === "function_based" ? { method, args, kwargs } : directBody(args, kwargs),
+    );
     const answer = await this.send(method, options, (limits) =>
       this.envType === "function_based"
-        ? this.http.request({ method: "POST", path: "/call", body: { method, args, kwargs }, ...limits })
+        ? this.http.request({ method: "POST", path: "/call", body, ...limits })
         : this.http.request({
             method: "POST",
             path: `/${encodeURIComponent(method)}`,
-            body: directBody(args, kwargs),
+            body,
             ...limits,
           }),
     );
@@ -159,6 +164,18 @@ export class MethodClient {
 
   async close(): Promise<void> {
     await this.http.close();
+  }
+}
+
+/** The request body as JSON text; arguments JSON cannot hold are the caller's error, found before sending. */
+function serialize(method: string, value: unknown): string {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    throw new ValidationError(
+      "args",
+      `arguments of ${method} must be JSON-serializable: ${(err as Error).message}`,
+    );
   }
 }
 

@@ -161,6 +161,22 @@ describe("method server protocol", () => {
     expect(res.json.error_type).toBe("TimeoutError");
   });
 
+  it("a TimeoutError raised by the method itself is a 500 with its traceback, with or without kwargs.timeout", async () => {
+    for (const kwargs of [{}, { timeout: 5 }]) {
+      const res = await post("/call", { method: "own_timeout", kwargs: { ...kwargs } }).catch(
+        (e: unknown) => e,
+      );
+      expect(res).toMatchObject({ status: 500 });
+    }
+  });
+
+  it("a result whose to_dict() raises is a 500 naming the problem, and the connection survives", async () => {
+    const res = await post("/call", { method: "exploding_result" });
+    expect(res.status).toBe(500);
+    expect(res.json.detail).toMatch(/could not be encoded as JSON: to_dict broke/);
+    expect((await get("/health")).status).toBe(200);
+  });
+
   it("async methods run concurrently", async () => {
     const results = await Promise.all(
       Array.from({ length: 4 }, () => post("/call", { method: "async_gather" })),

@@ -8,7 +8,7 @@ import type { ContainerReach } from "./container-reach.js";
 import type { DockerEvents } from "./docker-events.js";
 import { DockerFrameReader, demuxDockerLogs, demuxDockerOutput } from "./demux-stream.js";
 import type { DockerConnection } from "./docker-connection.js";
-import { reapContainersSync } from "./reap-containers.js";
+import { queueReap } from "./reap-containers.js";
 
 export interface DockerInstanceInit {
   docker: Docker;
@@ -183,7 +183,7 @@ export class DockerInstance implements Instance {
   stopSync(): void {
     if (this.stopping) return;
     this.stopping = Promise.resolve();
-    reapContainersSync(this.connection, [this.id]);
+    queueReap(this.connection, this.id); // removed with the others by flushReaps()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

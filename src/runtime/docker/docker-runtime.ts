@@ -259,7 +259,11 @@ export class DockerRuntime implements Runtime {
     const sorted = infos
       .sort((a, b) => a.Name.localeCompare(b.Name, "en", { numeric: true }))
       .map((info) =>
-        this.instanceFor(info, info.Config.Labels?.[LABELS.envType] === "http_based" ? "http_based" : "function_based", true),
+        this.instanceFor(
+          info,
+          info.Config.Labels?.[LABELS.envType] === "http_based" ? "http_based" : "function_based",
+          true,
+        ),
       );
     return Promise.all(sorted);
   }

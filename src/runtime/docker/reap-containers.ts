@@ -33,3 +33,20 @@ function reaperScript(): string | undefined {
   ];
   return candidates.map((url) => fileURLToPath(url)).find((path) => existsSync(path));
 }
+
+/** Containers queued for removal at exit, by engine: one reaper per engine, not one per container. */
+const queued = new Map<string, { connection: DockerConnection; ids: string[] }>();
+
+/** Queues a container for `flushReaps` (the exit handler's batch). */
+export function queueReap(connection: DockerConnection, id: string): void {
+  const key = JSON.stringify(connection);
+  const entry = queued.get(key) ?? { connection, ids: [] };
+  entry.ids.push(id);
+  queued.set(key, entry);
+}
+
+/** Removes every queued container, synchronously, one reaper process per engine. */
+export function flushReaps(): void {
+  for (const { connection, ids } of queued.values()) reapContainersSync(connection, ids);
+  queued.clear();
+}

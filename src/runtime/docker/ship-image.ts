@@ -12,7 +12,12 @@ const shipments = new Map<string, Promise<void>>();
  * under that name), the local engine's image is streamed over the same SSH connection
  * (`docker save` here, `docker load` there). Concurrent replicas share one shipment.
  */
-export async function shipImage(ref: string, remote: Docker, hostLabel: string, deadline: Deadline): Promise<void> {
+export async function shipImage(
+  ref: string,
+  remote: Docker,
+  hostLabel: string,
+  deadline: Deadline,
+): Promise<void> {
   const local = dockerClient(connectionFromEnv());
   const localId = await local
     .getImage(ref)
@@ -26,7 +31,11 @@ export async function shipImage(ref: string, remote: Docker, hostLabel: string, 
     .catch(() => undefined);
   if (remoteId !== undefined && (localId === undefined || remoteId === localId)) return;
   if (localId === undefined) {
-    throw new NotFoundError("image", ref, `Image not found: ${ref}, neither on ${hostLabel} nor on this machine to ship there.`);
+    throw new NotFoundError(
+      "image",
+      ref,
+      `Image not found: ${ref}, neither on ${hostLabel} nor on this machine to ship there.`,
+    );
   }
   const key = `${hostLabel} ${localId}`;
   let shipment = shipments.get(key);
@@ -38,7 +47,13 @@ export async function shipImage(ref: string, remote: Docker, hostLabel: string, 
   await shipment;
 }
 
-async function transfer(ref: string, local: Docker, remote: Docker, hostLabel: string, deadline: Deadline): Promise<void> {
+async function transfer(
+  ref: string,
+  local: Docker,
+  remote: Docker,
+  hostLabel: string,
+  deadline: Deadline,
+): Promise<void> {
   const started = Date.now();
   let bytes = 0;
   try {
@@ -58,7 +73,9 @@ async function transfer(ref: string, local: Docker, remote: Docker, hostLabel: s
     });
   } catch (err) {
     if (deadline.fired) throw err;
-    throw new InfrastructureError(`shipping ${ref} to ${hostLabel} failed: ${(err as Error).message}`, { cause: err });
+    throw new InfrastructureError(`shipping ${ref} to ${hostLabel} failed: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   logger.info({ image: ref, host: hostLabel, bytes, ms: Date.now() - started }, "image shipped");
 }

@@ -6,9 +6,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { runShellCommand } from "../../util/run-command.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
-import { LABELS, processIsAlive } from "../labels.js";
+import { LABELS } from "../labels.js";
 import type { ProcessRecord } from "./process-state.js";
-import { instanceDir, removeInstanceDir } from "./process-state.js";
+import { instanceDir, recordIsAlive, removeInstanceDir } from "./process-state.js";
 
 const STOP_GRACE_MS = 3_000;
 
@@ -125,8 +125,14 @@ export class ProcessInstance implements Instance {
     if (!this.alive()) return true;
     const child = this.child;
     if (child) {
-      const timer = sleep(ms, false);
-      return Promise.race([once(child, "exit").then(() => true), timer]);
+      // The timer is what keeps the event loop alive until the (unref'd) child's exit
+      // arrives; it is cancelled then, so it never delays the process's own exit.
+      const cancel = new AbortController();
+      const timer = sleep(ms, false, { signal: cancel.signal }).catch(() => true);
+      const exit = once(child, "exit").then(() => true);
+      const exited = await Promise.race([exit, timer]);
+      cancel.abort();
+      return exited;
     }
     const deadline = Date.now() + ms;
     while (this.alive() && Date.now() < deadline) await sleep(10);
@@ -135,10 +141,12 @@ export class ProcessInstance implements Instance {
 
   private alive(): boolean {
     if (this.child) return this.child.exitCode === null && this.child.signalCode === null;
-    return processIsAlive(this.record.pid);
+    return recordIsAlive(this.record);
   }
 
   private signalGroup(signal: NodeJS.Signals): void {
+    // Never the whole session or init, and never a process that merely reuses the pid.
+    if (!(this.record.pid > 1) || (!this.child && !recordIsAlive(this.record))) return;
     try {
       process.kill(-this.record.pid, signal); // the server and anything user code spawned
     } catch {

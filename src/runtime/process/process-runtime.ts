@@ -10,13 +10,21 @@ import { serverScriptPath } from "../../server/server-files.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
 import type { Instance, InstanceInfo, InstanceSpec } from "../instance.js";
-import { LABELS, ownerIsDead, ownerLabels, processIsAlive } from "../labels.js";
+import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
 import type { Runtime } from "../runtime.js";
 import { validateInstanceName } from "../instance-name.js";
 import { readinessClient, waitForReady } from "../wait-for-ready.js";
 import { ProcessInstance, logFile } from "./process-instance.js";
 import type { ProcessRecord } from "./process-state.js";
-import { instanceDir, listRecords, readRecord, removeInstanceDir, writeRecord } from "./process-state.js";
+import {
+  instanceDir,
+  listRecords,
+  processStartTicks,
+  readRecord,
+  recordIsAlive,
+  removeInstanceDir,
+  writeRecord,
+} from "./process-state.js";
 
 const DEFAULT_START_TIMEOUT_MS = 60_000;
 
@@ -60,7 +68,7 @@ export class ProcessRuntime implements Runtime {
   private async adopt(name: string, folder: EnvFolder, spec: InstanceSpec): Promise<Instance | undefined> {
     const record = await readRecord(name);
     if (!record) return undefined;
-    const running = processIsAlive(record.pid);
+    const running = recordIsAlive(record);
     if (running && !spec.forceRecreate && record.envPath === folder.path) {
       return new ProcessInstance(record, true, spec.envVars);
     }
@@ -103,9 +111,16 @@ export class ProcessRuntime implements Runtime {
       await log.close();
     }
     child.unref();
+    if (child.pid === undefined) {
+      // Never build an instance without a pid: stopping it would signal process group -(-1).
+      await new Promise((resolve) => setImmediate(resolve)); // the spawn error arrives on the next tick
+      await removeInstanceDir(name);
+      throw new InstanceStartError(name, spawnFailure.reason ?? `cannot run ${this.python}`);
+    }
     const record: ProcessRecord = {
       name,
-      pid: child.pid ?? -1,
+      pid: child.pid,
+      startTicks: processStartTicks(child.pid),
       port: 0,
       envPath: folder.path,
       envName: spec.envName,
@@ -156,7 +171,7 @@ export class ProcessRuntime implements Runtime {
   async list(): Promise<InstanceInfo[]> {
     const records = await listRecords();
     return records.map((r) => {
-      const running = processIsAlive(r.pid);
+      const running = recordIsAlive(r);
       return {
         id: `process-${r.pid}`,
         name: r.name,
@@ -174,7 +189,7 @@ export class ProcessRuntime implements Runtime {
 
   async find(pool: string): Promise<Instance[]> {
     const records = (await listRecords())
-      .filter((r) => (r.labels[LABELS.pool] ?? r.name) === pool && processIsAlive(r.pid))
+      .filter((r) => (r.labels[LABELS.pool] ?? r.name) === pool && recordIsAlive(r))
       .sort((a, b) => a.name.localeCompare(b.name, "en", { numeric: true }));
     return records.map((r) => new ProcessInstance(r, true));
   }
@@ -190,7 +205,7 @@ export class ProcessRuntime implements Runtime {
   async garbageCollect(): Promise<string[]> {
     const removed: string[] = [];
     for (const record of await listRecords()) {
-      const running = processIsAlive(record.pid);
+      const running = recordIsAlive(record);
       if (running && !ownerIsDead(record.labels)) continue;
       await new ProcessInstance(record, false).stop();
       removed.push(record.name);

@@ -1,6 +1,8 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { stateDir } from "../../config.js";
+import { processIsAlive } from "../labels.js";
 import type { EnvType } from "../instance.js";
 
 /** What the process runtime records about an instance, so any process can find it by name. */
@@ -12,7 +14,28 @@ export interface ProcessRecord {
   envName: string;
   envType: EnvType;
   startedAt: string;
+  /** The process's start time in clock ticks since boot (Linux), so a reused pid is never taken for it. */
+  startTicks?: number;
   labels: Record<string, string>;
+}
+
+/** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat); undefined off Linux. */
+export function processStartTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[19]);
+    return Number.isFinite(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process a record describes still runs: same pid and, where known, same start time. */
+export function recordIsAlive(record: ProcessRecord): boolean {
+  if (!(record.pid > 1) || !processIsAlive(record.pid)) return false;
+  return record.startTicks === undefined || processStartTicks(record.pid) === record.startTicks;
 }
 
 /** The folder holding process instances' records and logs: `<state dir>/process`. */
