@@ -48,6 +48,7 @@ export {
   CallTimeoutError,
   CommandError,
   ConnectionError,
+  HostConnectionError,
   EnvironmentClosedError,
   InfrastructureError,
   InstanceStartError,

@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { NotFoundError } from "../errors.js";
+import { parseHostAddress } from "../host/host-address.js";
+import type { SshHostOptions } from "../host/ssh-host.js";
 import type { LoadBalanceStrategy } from "../pool/load-balancer.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
@@ -20,13 +22,22 @@ export interface ConnectEnvOptions {
   callTimeoutMs?: number;
   /** The Docker engine; default from `DOCKER_HOST`, else the local socket. */
   docker?: DockerConnection;
+  /** Remote Docker hosts to search too (`ssh://user@host:port` or ~/.ssh/config names). */
+  hosts?: string[];
+  /** How to reach and trust the SSH hosts. */
+  ssh?: SshHostOptions;
 }
+
+/** Which runtimes to look at. */
+export type RuntimeChoice = Pick<ConnectEnvOptions, "mode" | "docker" | "hosts" | "ssh">;
 
 const schema = z.strictObject({
   mode: z.enum(["docker", "process"]).optional(),
   loadBalance: z.enum(["random", "round_robin", "least_busy"]).optional(),
   callTimeoutMs: z.number().int().positive().optional(),
   docker: z.unknown().optional(),
+  hosts: z.array(z.string().min(1)).optional(),
+  ssh: z.record(z.string(), z.unknown()).optional(),
 });
 
 /**
@@ -40,51 +51,82 @@ export async function connectEnv<M extends object = RemoteMethods>(
   options: ConnectEnvOptions = {},
 ): Promise<EnvironmentHandle<M>> {
   parseOptions(schema, options, "connectEnv options");
-  for (const runtime of await runtimesFor(options)) {
-    const instances: Instance[] = await runtime.find(name);
-    if (instances.length) {
-      return openEnvironment<M>(name, instances, {
-        cleanup: false,
-        loadBalance: options.loadBalance,
-        callTimeoutMs: options.callTimeoutMs,
-      });
-    }
+  const runtimes = await runtimesFor(options);
+  const instances: Instance[] = [];
+  try {
+    for (const runtime of runtimes) instances.push(...(await runtime.find(name)));
+  } catch (err) {
+    await Promise.all(instances.map((i) => i.detach()));
+    throw err;
+  } finally {
+    await closeAll(runtimes); // the instances hold their own share of a host
+  }
+  if (instances.length) {
+    return openEnvironment<M>(name, instances, {
+      cleanup: false,
+      loadBalance: options.loadBalance,
+      callTimeoutMs: options.callTimeoutMs,
+    });
   }
   const running = await runningEnvironmentNames(options);
   const hint = running.length ? ` Running: ${running.join(", ")}.` : " No environment is running.";
-  const searched = await runtimesFor(options);
   const unreachable =
-    options.mode !== "process" && !searched.some((r) => r.kind === "docker")
+    options.mode !== "process" && !runtimes.some((r) => r.kind === "docker")
       ? " (The Docker engine did not answer: only process environments were searched.)"
       : "";
   throw new NotFoundError("environment", name, `Environment not found: ${name}.${hint}${unreachable}`);
 }
 
 /** Names of the running environments (of any client), on the runtimes `options` allows. */
-export async function runningEnvironmentNames(
-  options: Pick<ConnectEnvOptions, "mode" | "docker"> = {},
-): Promise<string[]> {
+export async function runningEnvironmentNames(options: RuntimeChoice = {}): Promise<string[]> {
   const names = new Set<string>();
-  for (const runtime of await runtimesFor(options)) {
-    for (const info of await runtime.list()) if (info.state === "running") names.add(info.pool);
+  const runtimes = await runtimesFor(options);
+  try {
+    for (const runtime of runtimes) {
+      for (const info of await runtime.list()) if (info.state === "running") names.add(info.pool);
+    }
+  } finally {
+    await closeAll(runtimes);
   }
   return [...names].sort();
 }
 
-/** The runtimes to search: docker only when its engine answers. */
-export async function runtimesFor(options: Pick<ConnectEnvOptions, "mode" | "docker">): Promise<Runtime[]> {
+/**
+ * The runtimes to search: each remote host given (which must answer), the local docker
+ * engine when it answers, and the process runtime. Release them with `closeAll`.
+ */
+export async function runtimesFor(options: RuntimeChoice): Promise<Runtime[]> {
   const runtimes: Runtime[] = [];
-  if (options.mode !== "process") {
-    const docker = new DockerRuntime(options.docker ? { connection: options.docker } : {});
-    const answers = await docker.ping(2_000).then(
-      () => true,
-      (err: unknown) => {
-        if (options.mode === "docker") throw err; // asked for docker: say it does not answer
-        return false;
-      },
-    );
-    if (answers) runtimes.push(docker);
+  try {
+    for (const spec of options.hosts ?? []) {
+      const address = parseHostAddress(spec, "hosts");
+      if (address.kind === "local") continue;
+      const remote = new DockerRuntime({
+        connection: { ssh: address.label, ...(options.ssh ? { sshOptions: options.ssh } : {}) },
+      });
+      runtimes.push(remote);
+      await remote.ping(10_000);
+    }
+    if (options.mode !== "process") {
+      const docker = new DockerRuntime(options.docker ? { connection: options.docker } : {});
+      const answers = await docker.ping(2_000).then(
+        () => true,
+        (err: unknown) => {
+          if (options.mode === "docker") throw err; // asked for docker: say it does not answer
+          return false;
+        },
+      );
+      if (answers) runtimes.push(docker);
+    }
+  } catch (err) {
+    await closeAll(runtimes);
+    throw err;
   }
   if (options.mode !== "docker") runtimes.push(new ProcessRuntime());
   return runtimes;
+}
+
+/** Releases runtimes (and their share of SSH hosts). */
+export async function closeAll(runtimes: readonly Runtime[]): Promise<void> {
+  await Promise.all(runtimes.map((r) => r.close()));
 }

@@ -63,6 +63,8 @@ export interface InstanceInfo {
   name: string;
   /** The environment it serves (replicas share it). */
   pool: string;
+  /** `localhost`, or the SSH host's `ssh://user@host:port`. */
+  host: string;
   runtime: RuntimeKind;
   envName: string;
   image: string;

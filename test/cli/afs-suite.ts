@@ -45,7 +45,7 @@ export function afsSuite(target: AfsTarget): void {
     it("ls and methods show it; --json output parses", async () => {
       const ls = await afs(["ls"]);
       expect(ls.stdout).toMatch(
-        new RegExp(`${name}\\s+${name}(-\\d+)?\\s+${target.mode}\\s+\\S+\\s+running`),
+        new RegExp(`${name}\\s+${name}(-\\d+)?\\s+${target.mode}\\s+localhost\\s+\\S+\\s+running`),
       );
       const lsJson = JSON.parse((await afs(["ls", "--json"])).stdout) as Array<{
         pool: string;

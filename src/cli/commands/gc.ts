@@ -1,5 +1,6 @@
 import { Command } from "commander";
-import { runtimesFor } from "../../environment/connect-env.js";
+import { closeAll, runtimesFor } from "../../environment/connect-env.js";
+import { collect } from "../parse-values.js";
 import type { OutputFactory } from "../output.js";
 
 export function gcCommand(output: OutputFactory): Command {
@@ -7,10 +8,16 @@ export function gcCommand(output: OutputFactory): Command {
     .description(
       "remove containers and processes whose owning client died (never those started to outlive it)",
     )
-    .action(async (flags: { json?: boolean }) => {
+    .option("--host <host>", "a remote Docker host to collect on too (repeatable)", collect, [])
+    .action(async (flags: { json?: boolean; host: string[] }) => {
       const out = output(flags);
       const removed: string[] = [];
-      for (const runtime of await runtimesFor({})) removed.push(...(await runtime.garbageCollect()));
+      const runtimes = await runtimesFor({ hosts: flags.host });
+      try {
+        for (const runtime of runtimes) removed.push(...(await runtime.garbageCollect()));
+      } finally {
+        await closeAll(runtimes);
+      }
       out.result(removed.length ? `✓ Removed ${removed.join(", ")}` : "Nothing to collect", { removed });
     });
 }

@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { connectEnv } from "../../environment/connect-env.js";
 import type { Instance } from "../../runtime/instance.js";
 import type { OutputFactory } from "../output.js";
-import { parsePositiveInt } from "../parse-values.js";
+import { collect, parsePositiveInt } from "../parse-values.js";
 
 export function logsCommand(output: OutputFactory): Command {
   return new Command("logs")
@@ -10,25 +10,33 @@ export function logsCommand(output: OutputFactory): Command {
     .argument("<name>", "environment name")
     .option("-f, --follow", "keep printing new output until interrupted")
     .option("--tail <n>", "only the last N lines of each instance")
-    .action(async (name: string, flags: { follow?: boolean; tail?: string; json?: boolean }) => {
-      output(flags);
-      const tail = flags.tail !== undefined ? parsePositiveInt("--tail", flags.tail) : undefined;
-      const env = await connectEnv(name);
-      const prefix = (instance: Instance) => (env.replicas > 1 ? `[${instance.name}] ` : "");
-      try {
-        if (flags.follow) {
-          await Promise.all(env.instances.map((i) => follow(i, prefix(i), tail)));
-          return;
+    .option(
+      "--host <host>",
+      "a remote Docker host to look at too: ssh://user@host:port or a ~/.ssh/config name (repeatable)",
+      collect,
+      [],
+    )
+    .action(
+      async (name: string, flags: { follow?: boolean; tail?: string; json?: boolean; host: string[] }) => {
+        output(flags);
+        const tail = flags.tail !== undefined ? parsePositiveInt("--tail", flags.tail) : undefined;
+        const env = await connectEnv(name, { hosts: flags.host });
+        const prefix = (instance: Instance) => (env.replicas > 1 ? `[${instance.name}] ` : "");
+        try {
+          if (flags.follow) {
+            await Promise.all(env.instances.map((i) => follow(i, prefix(i), tail)));
+            return;
+          }
+          for (const instance of env.instances) {
+            process.stdout.write(
+              withPrefix(await instance.logs(tail !== undefined ? { tail } : {}), prefix(instance)),
+            );
+          }
+        } finally {
+          await env.cleanup();
         }
-        for (const instance of env.instances) {
-          process.stdout.write(
-            withPrefix(await instance.logs(tail !== undefined ? { tail } : {}), prefix(instance)),
-          );
-        }
-      } finally {
-        await env.cleanup();
-      }
-    });
+      },
+    );
 }
 
 async function follow(instance: Instance, prefix: string, tail: number | undefined): Promise<void> {

@@ -1,5 +1,6 @@
 import { Command } from "commander";
-import { runtimesFor } from "../../environment/connect-env.js";
+import { closeAll, runtimesFor } from "../../environment/connect-env.js";
+import { collect } from "../parse-values.js";
 import type { InstanceInfo } from "../../runtime/instance.js";
 import type { OutputFactory } from "../output.js";
 import { duration, table } from "../output.js";
@@ -7,10 +8,23 @@ import { duration, table } from "../output.js";
 export function lsCommand(output: OutputFactory): Command {
   return new Command("ls")
     .description("list the environments affinetes started (any client), with their instances")
-    .action(async (flags: { json?: boolean }) => {
+    .option(
+      "--host <host>",
+      "a remote Docker host to look at too: ssh://user@host:port or a ~/.ssh/config name (repeatable)",
+      collect,
+      [],
+    )
+    .action(async (flags: { json?: boolean; host: string[] }) => {
       const out = output(flags);
       const infos: InstanceInfo[] = [];
-      for (const runtime of await runtimesFor({})) infos.push(...(await runtime.list()));
+      const runtimes = await runtimesFor({ hosts: flags.host });
+      try {
+        for (const runtime of runtimes) {
+          infos.push(...(await runtime.list()));
+        }
+      } finally {
+        await closeAll(runtimes);
+      }
       infos.sort(
         (a, b) => a.pool.localeCompare(b.pool) || a.name.localeCompare(b.name, "en", { numeric: true }),
       );
@@ -19,13 +33,14 @@ export function lsCommand(output: OutputFactory): Command {
         i.pool,
         i.name,
         i.runtime,
+        i.host,
         i.image,
         i.state,
         i.endpoint ?? "-",
         i.state === "running" ? duration(now - i.createdAt.getTime()) : "-",
       ]);
       const human = rows.length
-        ? table(["NAME", "INSTANCE", "MODE", "IMAGE", "STATUS", "ENDPOINT", "UPTIME"], rows)
+        ? table(["NAME", "INSTANCE", "MODE", "HOST", "IMAGE", "STATUS", "ENDPOINT", "UPTIME"], rows)
         : "No environments. Start one with: afs run IMAGE (or afs run --dir PATH)";
       out.result(human, infos);
     });

@@ -20,6 +20,7 @@ interface RunFlags {
   replicas?: string;
   mode?: string;
   loadBalance?: string;
+  host: string[];
   json?: boolean;
 }
 
@@ -43,6 +44,12 @@ export function runCommand(output: OutputFactory): Command {
     .option("--replicas <n>", "number of instances")
     .option("--mode <mode>", "docker or process (default: docker when an engine answers)")
     .option("--load-balance <strategy>", "random, round_robin or least_busy")
+    .option(
+      "--host <host>",
+      "Docker host for the replicas, in turn: localhost, ssh://user@host:port or a ~/.ssh/config name (repeatable)",
+      collect,
+      [],
+    )
     .addHelpText(
       "after",
       "\nExamples:\n  afs run calculator:latest --name calc\n  afs run --dir examples/calculator --mode process --name calc",
@@ -68,6 +75,7 @@ async function run(out: Output, image: string | undefined, flags: RunFlags): Pro
     ...(flags.loadBalance !== undefined
       ? { loadBalance: flags.loadBalance as LoadEnvOptions["loadBalance"] }
       : {}),
+    ...(flags.host.length ? { hosts: flags.host } : {}),
   };
   const mode = flags.mode ?? (image !== undefined ? "docker" : await defaultMode());
   if (image !== undefined) {

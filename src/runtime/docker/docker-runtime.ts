@@ -242,10 +242,12 @@ export class DockerRuntime implements Runtime {
       name: (c.Names[0] ?? c.Id).replace(/^\//, ""),
       runtime: "docker",
       pool: c.Labels[LABELS.pool] ?? "",
+      host: this.host,
       envName: c.Labels[LABELS.envName] ?? "",
       image: c.Image,
       state: c.State === "running" ? "running" : "stopped",
-      endpoint: listedEndpoint(c, this.address),
+      // a remote container's address is reached only through a tunnel, opened on connect
+      endpoint: this.engine.sshHost ? undefined : listedEndpoint(c, this.address),
       createdAt: new Date(c.Created * 1000),
       keep: c.Labels[LABELS.keep] === "true",
     }));

@@ -176,6 +176,7 @@ export class ProcessRuntime implements Runtime {
         id: `process-${r.pid}`,
         name: r.name,
         pool: r.labels[LABELS.pool] ?? r.name,
+        host: "localhost",
         runtime: "process",
         envName: r.envName,
         image: r.envPath,
