@@ -90,7 +90,9 @@ export class DockerRuntime implements Runtime {
   private async imageFacts(spec: InstanceSpec, deadline: Deadline): Promise<ImageFacts> {
     const ref = spec.image as string;
     if (spec.pull) await pullImage(this.docker, ref, deadline);
-    if (this.engine.sshHost) await shipImage(ref, this.docker, this.host, deadline);
+    // A pulled image is the one asked for; otherwise a remote host gets this machine's image.
+    if (this.engine.sshHost)
+      await shipImage(ref, this.docker, this.host, deadline, { keepRemote: spec.pull === true });
     try {
       const info = await this.docker.getImage(ref).inspect();
       const label = info.Config?.Labels?.[LABELS.envType];

@@ -17,6 +17,7 @@ export async function shipImage(
   remote: Docker,
   hostLabel: string,
   deadline: Deadline,
+  options: { keepRemote?: boolean } = {},
 ): Promise<void> {
   const local = dockerClient(connectionFromEnv());
   const localId = await local
@@ -29,7 +30,7 @@ export async function shipImage(
     .inspect()
     .then((i) => i.Id)
     .catch(() => undefined);
-  if (remoteId !== undefined && (localId === undefined || remoteId === localId)) return;
+  if (remoteId !== undefined && (options.keepRemote || localId === undefined || remoteId === localId)) return;
   if (localId === undefined) {
     throw new NotFoundError(
       "image",
