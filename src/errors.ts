@@ -180,19 +180,32 @@ export class ConnectionError extends CallError {
   readonly endpoint: string;
   readonly delivered: boolean;
 
-  constructor(method: string, endpoint: string, delivered: boolean, options?: { cause?: unknown }) {
+  constructor(
+    method: string,
+    endpoint: string,
+    delivered: boolean,
+    options?: { cause?: unknown; hint?: string },
+  ) {
     const reason = describeCause(options?.cause);
     const where = delivered
-      ? "after the request was sent (the method may have run, so the call was not retried; mark it idempotent to allow retries)"
+      ? "after the request was sent (the method may have run)"
       : "before the request was sent";
+    const hint = options?.hint ? `; ${options.hint}` : "";
     super(
       "CONNECTION_FAILED",
       method,
-      `${method}: connection to ${endpoint} failed ${where}: ${reason}`,
-      options,
+      `${method}: connection to ${endpoint} failed ${where}: ${reason}${hint}`,
+      {
+        cause: options?.cause,
+      },
     );
     this.endpoint = endpoint;
     this.delivered = delivered;
+  }
+
+  /** The same failure, with what the caller decided about it (e.g. why it was not retried). */
+  withHint(hint: string): ConnectionError {
+    return new ConnectionError(this.method, this.endpoint, this.delivered, { cause: this.cause, hint });
   }
 }
 

@@ -67,7 +67,9 @@ export class InstancePool {
         }
         if (!(err instanceof ConnectionError)) throw err;
         this.monitor.suspect(member);
-        if (err.delivered && !options.idempotent) throw err;
+        if (err.delivered && !options.idempotent) {
+          throw err.withHint("not retried, as the call is not marked idempotent");
+        }
         tried.add(member);
         lastError = err;
       }
@@ -119,7 +121,9 @@ export class InstancePool {
     for (;;) {
       const candidates = this.members.filter((m) => m.healthy && !tried.has(m));
       if (candidates.length) return this.balancer.pick(candidates);
-      if (lastError && this.members.every((m) => tried.has(m))) throw lastError;
+      if (lastError && this.members.every((m) => tried.has(m))) {
+        throw lastError.withHint(`every replica (${this.members.length}) was tried`);
+      }
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new NoHealthyInstanceError(method, this.members.length);
       const timeout = AbortSignal.timeout(remaining);
