@@ -40,7 +40,8 @@ export function createOutput(json: boolean): Output {
       };
     },
     line(text) {
-      if (!json) process.stderr.write(`${text}\n`);
+      // On a terminal, clear the spinner's line first; it redraws below on its next frame.
+      if (!json) process.stderr.write(tty ? `\r\x1b[2K${text}\n` : `${text}\n`);
     },
   };
 }

@@ -56,6 +56,8 @@ export interface LoadEnvOptions extends OperationOptions {
   hosts?: string[];
   /** How to reach and trust SSH hosts: keys, agent, known_hosts, `acceptNewHostKeys`. */
   ssh?: SshHostOptions;
+  /** Receives progress lines of long steps (e.g. shipping the image to a remote host). */
+  onProgress?: (line: string) => void;
   /** How calls are spread over replicas (default `random`; `least_busy` suits uneven work). */
   loadBalance?: LoadBalanceStrategy;
   /** Client-side bound of a call without `timeoutMs` or `_timeout` (default 300 000 ms). */
@@ -106,6 +108,9 @@ const schema = z
     baseImage: imageRefSchema.optional(),
     docker: z.unknown().optional(),
     python: z.string().min(1).optional(),
+    onProgress: z
+      .custom<(line: string) => void>((v) => typeof v === "function", "must be a function")
+      .optional(),
     timeoutMs: z.number().int().positive().optional(),
     signal: z.instanceof(AbortSignal).optional(),
   })
@@ -209,7 +214,10 @@ async function prepare(
     (host) =>
       new DockerRuntime(
         host.kind === "ssh"
-          ? { connection: { ssh: host.label, ...(options.ssh ? { sshOptions: options.ssh } : {}) } }
+          ? {
+              connection: { ssh: host.label, ...(options.ssh ? { sshOptions: options.ssh } : {}) },
+              ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+            }
           : options.docker
             ? { connection: options.docker }
             : {},

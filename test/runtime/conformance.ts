@@ -67,7 +67,13 @@ export function runtimeConformance(target: ConformanceTarget): void {
 
     it("keeps the server's output in logs, with tail", async () => {
       const instance = await start();
-      expect(await instance.logs()).toMatch(/affinetes: listening on/);
+      // Docker's log driver copies output asynchronously: the line arrives shortly after start.
+      let logs = "";
+      for (let i = 0; i < 50 && !logs.includes("listening on"); i++) {
+        logs = await instance.logs();
+        if (!logs.includes("listening on")) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(logs).toMatch(/affinetes: listening on/);
       expect((await instance.logs({ tail: 1 })).trim().split("\n")).toHaveLength(1);
     });
 

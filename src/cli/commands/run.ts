@@ -76,6 +76,7 @@ async function run(out: Output, image: string | undefined, flags: RunFlags): Pro
       ? { loadBalance: flags.loadBalance as LoadEnvOptions["loadBalance"] }
       : {}),
     ...(flags.host.length ? { hosts: flags.host } : {}),
+    onProgress: (line: string) => out.line(line),
   };
   const mode = flags.mode ?? (image !== undefined ? "docker" : await defaultMode());
   if (image !== undefined) {

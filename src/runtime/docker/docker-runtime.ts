@@ -35,6 +35,8 @@ export interface DockerRuntimeOptions {
    * engine are always reached through a tunnel to their bridge address.
    */
   address?: AddressMode;
+  /** Receives progress lines of long steps (shipping an image to a remote host). */
+  onProgress?: (line: string) => void;
 }
 
 interface ImageFacts {
@@ -52,6 +54,7 @@ export class DockerRuntime implements Runtime {
   private readonly docker: Docker;
   private readonly address: AddressMode;
   private readonly events: DockerEvents;
+  private readonly onProgress: ((line: string) => void) | undefined;
 
   constructor(options: DockerRuntimeOptions = {}) {
     this.connection = options.connection ?? connectionFromEnv();
@@ -63,6 +66,7 @@ export class DockerRuntime implements Runtime {
       ? "container-ip"
       : (options.address ?? (bridgeIsReachable(this.connection) ? "container-ip" : "published"));
     this.events = new DockerEvents(this.docker);
+    this.onProgress = options.onProgress;
   }
 
   /** Throws `RuntimeUnavailableError` unless the engine answers. */
@@ -92,7 +96,10 @@ export class DockerRuntime implements Runtime {
     if (spec.pull) await pullImage(this.docker, ref, deadline);
     // A pulled image is the one asked for; otherwise a remote host gets this machine's image.
     if (this.engine.sshHost)
-      await shipImage(ref, this.docker, this.host, deadline, { keepRemote: spec.pull === true });
+      await shipImage(ref, this.docker, this.host, deadline, {
+        keepRemote: spec.pull === true,
+        onProgress: this.onProgress,
+      });
     try {
       const info = await this.docker.getImage(ref).inspect();
       const label = info.Config?.Labels?.[LABELS.envType];
@@ -178,7 +185,7 @@ export class DockerRuntime implements Runtime {
       }),
     );
     try {
-      await deadline.run(() => container.start());
+      await deadline.run((signal) => container.start(signal ? { abortSignal: signal } : {}));
       return await this.ready(container.id, name, envType, spec, deadline, false);
     } catch (err) {
       await removeContainer(this.docker, container.id).catch(() => undefined);

@@ -8,8 +8,8 @@ import type { Deadline } from "../../util/deadline.js";
  */
 export async function pullImage(docker: Docker, ref: string, deadline: Deadline): Promise<void> {
   try {
-    await deadline.run(async () => {
-      const stream = await docker.pull(ref);
+    await deadline.run(async (signal) => {
+      const stream = await docker.pull(ref, signal ? { abortSignal: signal } : {});
       await new Promise<void>((resolve, reject) => {
         docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()));
       });

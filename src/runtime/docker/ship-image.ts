@@ -17,7 +17,7 @@ export async function shipImage(
   remote: Docker,
   hostLabel: string,
   deadline: Deadline,
-  options: { keepRemote?: boolean } = {},
+  options: { keepRemote?: boolean; onProgress?: ((line: string) => void) | undefined } = {},
 ): Promise<void> {
   const local = dockerClient(connectionFromEnv());
   const localId = await local
@@ -41,7 +41,7 @@ export async function shipImage(
   const key = `${hostLabel} ${localId}`;
   let shipment = shipments.get(key);
   if (!shipment) {
-    shipment = transfer(ref, local, remote, hostLabel, deadline);
+    shipment = transfer(ref, local, remote, hostLabel, deadline, options.onProgress);
     shipments.set(key, shipment);
     shipment.catch(() => shipments.delete(key)); // a failed shipment may be tried again
   }
@@ -54,14 +54,25 @@ async function transfer(
   remote: Docker,
   hostLabel: string,
   deadline: Deadline,
+  onProgress: ((line: string) => void) | undefined,
 ): Promise<void> {
   const started = Date.now();
   let bytes = 0;
+  let reported = 0;
+  const report = (line: string) => {
+    onProgress?.(line);
+    logger.info({ image: ref, host: hostLabel }, line);
+  };
+  report(`shipping ${ref} to ${hostLabel}`);
   try {
     await deadline.run(async () => {
       const saved = (await local.getImage(ref).get()) as NodeJS.ReadableStream;
       saved.on("data", (chunk: Buffer) => {
         bytes += chunk.length;
+        if (bytes - reported >= 32 * 2 ** 20) {
+          reported = bytes;
+          report(`  ${(bytes / 2 ** 20).toFixed(0)} MiB sent to ${hostLabel}`);
+        }
       });
       const loading = await remote.loadImage(saved, { quiet: true });
       await new Promise<void>((resolve, reject) =>
@@ -78,5 +89,7 @@ async function transfer(
       cause: err,
     });
   }
-  logger.info({ image: ref, host: hostLabel, bytes, ms: Date.now() - started }, "image shipped");
+  report(
+    `shipped ${ref} to ${hostLabel}: ${(bytes / 2 ** 20).toFixed(0)} MiB in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
 }
