@@ -37,6 +37,10 @@ export { InstancePool } from "./pool/instance-pool.js";
 export type { PoolCallOptions, PoolStats } from "./pool/instance-pool.js";
 export type { InstanceStats } from "./pool/pool-member.js";
 export { createLoadBalancer } from "./pool/load-balancer.js";
+export { SshHost } from "./host/ssh-host.js";
+export type { SshHostOptions } from "./host/ssh-host.js";
+export { parseHostAddress } from "./host/host-address.js";
+export type { HostAddress } from "./host/host-address.js";
 export type { BalancerCandidate, LoadBalanceStrategy, LoadBalancer } from "./pool/load-balancer.js";
 export { DEFAULT_BASE_IMAGE, configuredBaseImage } from "./config.js";
 export {

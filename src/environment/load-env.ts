@@ -156,7 +156,8 @@ export async function loadEnv<M extends object = RemoteMethods>(
   try {
     instances = await startReplicas(
       runtimes,
-      { ...spec, name, labels: { [LABELS.pool]: name } },
+      // A generated name is new: no instance to look for.
+      { ...spec, name, reuse: options.containerName !== undefined, labels: { [LABELS.pool]: name } },
       options.replicas ?? 1,
       options,
     );

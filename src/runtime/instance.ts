@@ -15,8 +15,13 @@ export interface InstanceSpec {
   image?: string;
   /** Environment folder holding `env.py` (process). */
   envPath?: string;
-  /** Instance name; with `reuse`, an existing instance of that name is adopted. */
+  /** Instance name. */
   name?: string;
+  /**
+   * Adopt a running instance of this name when it runs the same image (default true when
+   * a name is given). False skips the lookup: the name is known to be new.
+   */
+  reuse?: boolean;
   /** Logical environment name, recorded in labels. */
   envName: string;
   /** Overrides the detected type. */

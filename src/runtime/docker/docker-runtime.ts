@@ -84,7 +84,7 @@ export class DockerRuntime implements Runtime {
     });
     const image = await deadline.run(() => this.imageFacts(spec, deadline));
     const envType = spec.envType ?? image.envType;
-    if (spec.name !== undefined) {
+    if (spec.name !== undefined && spec.reuse !== false) {
       const adopted = await this.adopt(name, image, envType, spec, deadline);
       if (adopted) return adopted;
     }

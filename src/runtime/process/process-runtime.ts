@@ -57,7 +57,7 @@ export class ProcessRuntime implements Runtime {
       timeoutMs: options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS,
       signal: options.signal,
     });
-    if (spec.name !== undefined) {
+    if (spec.name !== undefined && spec.reuse !== false) {
       const adopted = await this.adopt(name, folder, spec);
       if (adopted) return adopted;
     }
