@@ -270,3 +270,26 @@ export class HostConnectionError extends AffinetesError {
     this.host = host;
   }
 }
+
+/** Something of that id exists already (e.g. a duplicate run_id). */
+export class ConflictError extends AffinetesError {
+  readonly id: string;
+
+  constructor(kind: string, id: string) {
+    super("CONFLICT", `${kind} already exists: ${id}`);
+    this.id = id;
+  }
+}
+
+/** Admission refused: a tracked resource would exceed its maximum. `short` says which, by how much. */
+export class ResourcesExhaustedError extends AffinetesError {
+  readonly short: Readonly<Record<string, { requested: number; available: number }>>;
+
+  constructor(short: Record<string, { requested: number; available: number }>) {
+    const parts = Object.entries(short).map(
+      ([key, s]) => `${key} (requested ${s.requested}, available ${s.available})`,
+    );
+    super("RESOURCES_EXHAUSTED", `Not enough resources: ${parts.join(", ")}`);
+    this.short = short;
+  }
+}

@@ -1,0 +1,51 @@
+/** What the rollout service records about one instance; it must survive a restart. */
+export interface InstanceRecord {
+  runId: string;
+  containerName: string | undefined;
+  containerType: string;
+  image: string;
+  /** Resources the instance holds, by key (e.g. `cpus`, `memory_gb`); `instances` is implied. */
+  resources: Record<string, number>;
+  /** The runtime's id of the instance (container id, pid), once started. */
+  runtimeId: string | undefined;
+  state: "starting" | "running";
+  createdAt: number;
+  lastUsedAt: number;
+  numCmd: number;
+  /** The environment configuration it was started with (JSON). */
+  config: Record<string, unknown>;
+}
+
+/** Maximum per tracked resource key; `instances` counts instances. Keys absent are not tracked. */
+export type ResourceLimits = Readonly<Record<string, number>>;
+
+/** The key counting instances themselves. */
+export const INSTANCES_KEY = "instances";
+
+/**
+ * The store extension point of the service: SQLite (embedded default) and PostgreSQL
+ * (several service replicas) implement it, and both pass test/store/store-conformance.ts.
+ */
+export interface InstanceStore {
+  /**
+   * Records the instance if every tracked resource stays within its limit, atomically
+   * with respect to every other admission (also from other service processes).
+   * Throws `ConflictError` for a run id that exists, `ResourcesExhaustedError` naming
+   * what is short.
+   */
+  admit(record: InstanceRecord, limits: ResourceLimits): Promise<void>;
+  get(runId: string): Promise<InstanceRecord | undefined>;
+  /** Updates fields of a recorded instance; false when there is none. */
+  update(
+    runId: string,
+    patch: Partial<Pick<InstanceRecord, "runtimeId" | "state" | "lastUsedAt">>,
+  ): Promise<boolean>;
+  /** Counts one command and marks the instance used now. */
+  touch(runId: string, at: number): Promise<void>;
+  /** Forgets an instance and frees what it held; false when there was none (closing is idempotent). */
+  release(runId: string): Promise<boolean>;
+  list(filter?: { runId?: string; containerName?: string }): Promise<InstanceRecord[]>;
+  /** What the recorded instances hold, for each of `keys`. */
+  allocated(keys: readonly string[]): Promise<Record<string, number>>;
+  close(): Promise<void>;
+}
