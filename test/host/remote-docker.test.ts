@@ -15,19 +15,11 @@ import {
   startSshd,
   stopDockerd,
 } from "../helpers/ssh-hosts.js";
+import { until } from "../helpers/until.js";
 
 const image = "affinetes-test/pool-env:latest";
 const [hostB, hostC] = remoteHosts;
 const managed = { filters: { label: ["affinetes.managed=true", `affinetes.owner.pid=${process.pid}`] } };
-
-async function until(condition: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await condition()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return condition();
-}
 
 /** Remote Docker hosts over SSH: one connection per host, tunnels, image shipping, failures. */
 describe.skipIf(!hasSshHosts)("remote docker hosts", () => {

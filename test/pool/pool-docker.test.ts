@@ -3,18 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PoolStartError, buildImageFromEnv, cleanupAllEnvironments, loadEnv } from "../../src/index.js";
 import { hasDocker, managedContainers } from "../helpers/docker.js";
 import { fixturePath } from "../helpers/paths.js";
+import { until } from "../helpers/until.js";
 
 const docker = new Docker();
 const image = "affinetes-test/pool-env:latest";
-
-async function until(condition: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await condition()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return condition();
-}
 
 describe.skipIf(!hasDocker)("replicas on docker", () => {
   beforeAll(async () => {
