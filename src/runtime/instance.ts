@@ -18,6 +18,14 @@ export interface InstanceSpec {
   /** Instance name. */
   name?: string;
   /**
+   * Whether it runs the method server (default true). False makes a shell sandbox: kept
+   * alive by an idle shell, ready once running, driven through `exec` (the rollout
+   * service's instances); `endpoint()` then throws.
+   */
+  serve?: boolean;
+  /** Working directory of a sandbox's commands (docker: the container's; process: default a fresh folder). */
+  workdir?: string;
+  /**
    * Adopt a running instance of this name when it runs the same image (default true when
    * a name is given). False skips the lookup: the name is known to be new.
    */
@@ -93,6 +101,8 @@ export interface Instance extends AsyncDisposable {
   readonly keep: boolean;
   /** Where it runs: `localhost`, or the host's `ssh://user@host:port`. */
   readonly host: string;
+  /** True when it runs the method server (`endpoint()` answers); false for a shell sandbox. */
+  readonly serves: boolean;
   /** Base URL of the instance's server, reachable from this process. */
   endpoint(): string;
   /** Runs a shell command inside the instance. */

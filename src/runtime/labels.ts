@@ -10,6 +10,8 @@ export const LABELS = {
   keep: "affinetes.keep",
   /** The environment an instance serves: its replicas share this name. */
   pool: "affinetes.pool",
+  /** "false" on shell sandboxes, which run no method server. */
+  serve: "affinetes.serve",
 } as const;
 
 /** Labels naming this process as the owner, for garbage collection of dead clients. */

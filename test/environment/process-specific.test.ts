@@ -1,11 +1,11 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { ProcessRuntime, loadEnv } from "../../src/index.js";
 import { processIsAlive } from "../../src/runtime/labels.js";
 import { killAndWait, startHoldingClient } from "../helpers/client-process.js";
 import { inCi } from "../helpers/docker.js";
-import { examplePath } from "../helpers/paths.js";
+import { examplePath, fixturePath } from "../helpers/paths.js";
 
 async function waitUntilDead(pid: number): Promise<boolean> {
   for (let i = 0; i < 100 && processIsAlive(pid); i++) await sleep(50);
@@ -58,6 +58,25 @@ describe("process environments", () => {
     });
     expect(env.envType).toBe("http_based");
     expect(await env.echo({ text: "x", times: 3 })).toEqual({ text: "x x x" });
+  });
+
+  it("a shell sandbox ends with its client, even when the client is SIGKILLed", async () => {
+    const child = spawn(process.execPath, [`${fixturePath("")}hold-sandbox.mjs`], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    const id = await new Promise<string>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        const match = /READY (\S+)/.exec(out);
+        if (match?.[1]) resolve(match[1]);
+      });
+      child.once("exit", () => reject(new Error(`client exited early: ${out}`)));
+    });
+    const pid = Number(id.replace("process-", ""));
+    expect(processIsAlive(pid)).toBe(true);
+    await killAndWait(child, "SIGKILL");
+    expect(await waitUntilDead(pid)).toBe(true);
   });
 
   it("reports a missing interpreter clearly", async () => {

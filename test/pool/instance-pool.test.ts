@@ -18,6 +18,7 @@ function standIn(name: string, endpoint: string): Instance {
     reused: false,
     keep: false,
     host: "localhost",
+    serves: true,
     detach: async () => {},
     endpoint: () => endpoint,
     exec: async (): Promise<ExecResult> => ({ stdout: "", stderr: "", exitCode: 0, timedOut: false }),

@@ -11,6 +11,10 @@ export interface ConformanceTarget {
   spec: (overrides?: Partial<InstanceSpec>) => InstanceSpec;
   /** A spec of test/fixtures/broken-env, whose env.py raises at import. */
   brokenSpec: () => InstanceSpec;
+  /** A shell sandbox (serve: false) whose commands run in `workdir`. */
+  sandboxSpec: (workdir: string) => InstanceSpec;
+  /** A folder the sandbox may use as its working directory. */
+  sandboxWorkdir: () => string;
 }
 
 async function health(instance: Instance): Promise<number> {
@@ -136,6 +140,31 @@ export function runtimeConformance(target: ConformanceTarget): void {
       expect(message, message).toMatch(/RuntimeError: broken on purpose/);
       const name = (error as InstanceStartError).instance;
       expect((await runtime.list()).find((i) => i.name === name)).toBeUndefined();
+    });
+
+    it("starts shell sandboxes: no server, commands in their working folder, files kept between commands", async () => {
+      const workdir = target.sandboxWorkdir();
+      const sandbox = await runtime.start({
+        ...target.sandboxSpec(workdir),
+        labels: { "affinetes.pool": "sandbox-pool" },
+      });
+      started.push(sandbox);
+      expect(sandbox.serves).toBe(false);
+      expect(() => sandbox.endpoint()).toThrow(/shell sandbox/);
+      expect(await sandbox.isRunning()).toBe(true);
+      expect(await sandbox.exec("pwd; echo $GREETING", { env: { GREETING: "hi" } })).toMatchObject({
+        stdout: `${workdir}\nhi\n`,
+        exitCode: 0,
+      });
+      await sandbox.exec("echo kept > note.txt");
+      expect((await sandbox.exec("cat note.txt")).stdout).toBe("kept\n");
+      const slow = await sandbox.exec("echo partial; sleep 30", { timeoutMs: 300 });
+      expect(slow).toMatchObject({ stdout: "partial\n", timedOut: true });
+      expect((await sandbox.exec("echo usable")).stdout).toBe("usable\n");
+      expect((await runtime.find("sandbox-pool")).map((i) => i.id)).toEqual([sandbox.id]);
+      await sandbox.stop();
+      expect(await sandbox.isRunning()).toBe(false);
+      expect((await runtime.list()).find((i) => i.id === sandbox.id)).toBeUndefined();
     });
 
     it("honours an abort signal while starting", async () => {

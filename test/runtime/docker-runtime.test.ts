@@ -17,5 +17,7 @@ describe.skipIf(!hasDocker)("docker runtime", () => {
     },
     spec: (overrides) => ({ envName: "calculator", image, ...overrides }),
     brokenSpec: () => ({ envName: "broken", image: broken }),
+    sandboxSpec: (workdir) => ({ envName: "sandbox", image, serve: false, workdir }),
+    sandboxWorkdir: () => "/tmp",
   });
 });

@@ -17,6 +17,9 @@ export interface ContainerReach {
   close(): Promise<void>;
 }
 
+/** A shell sandbox runs no server: nothing to reach. */
+export const noReach: ContainerReach = { open: async () => "", close: async () => {} };
+
 export function directReach(mode: AddressMode): ContainerReach {
   return { open: async (info) => containerEndpoint(info, mode), close: async () => {} };
 }

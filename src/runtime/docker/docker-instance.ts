@@ -1,7 +1,7 @@
 import type Docker from "dockerode";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AbortedError, InfrastructureError } from "../../errors.js";
+import { AbortedError, InfrastructureError, UnsupportedError } from "../../errors.js";
 import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
 import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
 import type { ContainerReach } from "./container-reach.js";
@@ -17,6 +17,8 @@ export interface DockerInstanceInit {
   reach: ContainerReach;
   /** `localhost` or the SSH host's label. */
   host: string;
+  /** False for a shell sandbox (no method server). */
+  serves: boolean;
   /** Called once when the instance lets go of its client side (releases a shared SSH host). */
   release: () => void;
   events: DockerEvents;
@@ -39,6 +41,7 @@ export class DockerInstance implements Instance {
   private readonly docker: Docker;
   private readonly connection: DockerConnection;
   readonly host: string;
+  readonly serves: boolean;
   private url: string;
   private readonly reach: ContainerReach;
   private readonly release: () => void;
@@ -55,6 +58,7 @@ export class DockerInstance implements Instance {
     this.url = init.endpoint;
     this.reach = init.reach;
     this.host = init.host;
+    this.serves = init.serves;
     this.release = init.release;
     this.events = init.events;
     this.reused = init.reused;
@@ -62,6 +66,7 @@ export class DockerInstance implements Instance {
   }
 
   endpoint(): string {
+    if (!this.serves) throw new UnsupportedError(`${this.name} is a shell sandbox: it runs no method server`);
     return this.url;
   }
 
@@ -154,7 +159,7 @@ export class DockerInstance implements Instance {
 
   async refresh(): Promise<void> {
     const info = await this.docker.getContainer(this.id).inspect();
-    if (info.State.Running) this.url = await this.reach.open(info);
+    if (info.State.Running && this.serves) this.url = await this.reach.open(info);
   }
 
   async revive(): Promise<boolean> {

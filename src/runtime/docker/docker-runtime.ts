@@ -1,6 +1,6 @@
 import type Docker from "dockerode";
 import { randomBytes } from "node:crypto";
-import { InfrastructureError, NotFoundError, ValidationError } from "../../errors.js";
+import { InfrastructureError, InstanceStartError, NotFoundError, ValidationError } from "../../errors.js";
 import { sanitizeName } from "../../image/env-folder.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
@@ -13,7 +13,8 @@ import type { DockerConnection } from "./docker-connection.js";
 import { bridgeIsReachable, connectionFromEnv, openEngine, pingDocker } from "./docker-connection.js";
 import type { DockerEngine } from "./docker-connection.js";
 import type { ContainerReach } from "./container-reach.js";
-import { directReach, tunnelReach } from "./container-reach.js";
+import { directReach, noReach, tunnelReach } from "./container-reach.js";
+import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
 import { shipImage } from "./ship-image.js";
 import { sharedHosts } from "../../host/host-registry.js";
 import { DockerInstance, removeContainer } from "./docker-instance.js";
@@ -156,7 +157,8 @@ export class DockerRuntime implements Runtime {
     spec: InstanceSpec,
     deadline: Deadline,
   ): Promise<Instance> {
-    const published = this.address === "published";
+    const serves = spec.serve !== false;
+    const published = serves && this.address === "published";
     const container = await deadline.run(() =>
       this.docker.createContainer({
         name,
@@ -168,9 +170,13 @@ export class DockerRuntime implements Runtime {
           [LABELS.envName]: spec.envName,
           [LABELS.envType]: envType,
           [LABELS.keep]: String(spec.keep ?? false),
+          [LABELS.serve]: String(serves),
           ...ownerLabels(),
         },
-        ExposedPorts: { [SERVER_PORT_KEY]: {} },
+        ...(serves
+          ? { ExposedPorts: { [SERVER_PORT_KEY]: {} } }
+          : { Entrypoint: ["sh", "-c", KEEP_ALIVE_SCRIPT], Cmd: [] }),
+        ...(spec.workdir !== undefined ? { WorkingDir: spec.workdir } : {}),
         HostConfig: {
           RestartPolicy: { Name: spec.restartPolicy ?? "always" },
           ...(spec.memoryBytes !== undefined
@@ -203,6 +209,13 @@ export class DockerRuntime implements Runtime {
   ): Promise<Instance> {
     const info = await deadline.run(() => this.docker.getContainer(id).inspect());
     const instance = await this.instanceFor(info, envType, reused);
+    if (!instance.serves) {
+      // A sandbox is ready once it runs: there is no server to ask.
+      const reason = await this.exitReason(id, info.RestartCount);
+      if (reason)
+        throw new InstanceStartError(name, reason, await instance.logs({ tail: 50 }).catch(() => ""));
+      return instance;
+    }
     const http = readinessClient(instance.endpoint());
     try {
       await waitForReady({
@@ -312,7 +325,12 @@ export class DockerRuntime implements Runtime {
     reused: boolean,
   ): Promise<DockerInstance> {
     const sshHost = this.engine.sshHost;
-    const reach: ContainerReach = sshHost ? tunnelReach(sshHost) : directReach(this.address);
+    const serves = info.Config.Labels?.[LABELS.serve] !== "false";
+    const reach: ContainerReach = !serves
+      ? noReach
+      : sshHost
+        ? tunnelReach(sshHost)
+        : directReach(this.address);
     const release = sshHost ? hostReleaser(sshHost) : () => {};
     try {
       return new DockerInstance({
@@ -325,7 +343,8 @@ export class DockerRuntime implements Runtime {
         id: info.Id,
         name: info.Name.replace(/^\//, ""),
         envType,
-        endpoint: await reach.open(info),
+        serves,
+        endpoint: serves ? await reach.open(info) : "",
         reused,
         keep: info.Config.Labels?.[LABELS.keep] === "true",
       });

@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { UnsupportedError } from "../../errors.js";
 import { runShellCommand } from "../../util/run-command.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
@@ -37,6 +38,11 @@ export class ProcessInstance implements Instance {
     return this.record.envType;
   }
 
+  /** False for a shell sandbox (no method server). */
+  get serves(): boolean {
+    return this.record.labels[LABELS.serve] !== "false";
+  }
+
   get keep(): boolean {
     return this.record.labels[LABELS.keep] === "true";
   }
@@ -46,6 +52,8 @@ export class ProcessInstance implements Instance {
   }
 
   endpoint(): string {
+    if (!this.serves)
+      throw new UnsupportedError(`${this.record.name} is a shell sandbox: it runs no method server`);
     return `http://127.0.0.1:${this.record.port}`;
   }
 

@@ -14,6 +14,7 @@ import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
 import type { Runtime } from "../runtime.js";
 import { validateInstanceName } from "../instance-name.js";
 import { readinessClient, waitForReady } from "../wait-for-ready.js";
+import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
 import { ProcessInstance, logFile } from "./process-instance.js";
 import type { ProcessRecord } from "./process-state.js";
 import {
@@ -47,6 +48,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   async start(spec: InstanceSpec, options: OperationOptions = {}): Promise<Instance> {
+    if (spec.serve === false) return this.startSandbox(spec);
     if (!spec.envPath) {
       throw new ValidationError("envPath", "the process runtime runs an environment folder: give envPath");
     }
@@ -62,6 +64,61 @@ export class ProcessRuntime implements Runtime {
       if (adopted) return adopted;
     }
     return this.spawnServer(name, folder, spec, deadline);
+  }
+
+  /**
+   * A shell sandbox: an idle shell in its own process group and working folder (a fresh
+   * one under the state dir unless `workdir` is given), driven through `exec`.
+   */
+  private async startSandbox(spec: InstanceSpec): Promise<Instance> {
+    if (spec.name !== undefined) validateInstanceName(spec.name);
+    const name = spec.name ?? `${spec.envName}-${randomBytes(4).toString("hex")}`;
+    const existing = await readRecord(name);
+    if (existing && recordIsAlive(existing) && spec.reuse !== false && !spec.forceRecreate) {
+      return new ProcessInstance(existing, true, spec.envVars);
+    }
+    if (existing) await new ProcessInstance(existing, false).stop();
+    const workdir = spec.workdir ?? join(instanceDir(name), "work");
+    await mkdir(instanceDir(name), { recursive: true }); // its record and log, whatever the workdir
+    await mkdir(workdir, { recursive: true });
+    const log = await open(logFile(name), "a");
+    // Unless it must outlive us, the shell ends with its client, as the method server does.
+    const script = spec.keep
+      ? KEEP_ALIVE_SCRIPT
+      : `trap 'exit 0' TERM INT; while kill -0 ${process.pid} 2>/dev/null; do sleep 1 & wait $!; done`;
+    let child;
+    try {
+      child = spawn("sh", ["-c", script], {
+        cwd: workdir,
+        env: { ...process.env, ...spec.envVars },
+        stdio: ["ignore", log.fd, log.fd],
+        detached: true,
+      });
+    } finally {
+      await log.close();
+    }
+    child.unref();
+    if (child.pid === undefined) throw new InstanceStartError(name, "cannot run sh");
+    const record: ProcessRecord = {
+      name,
+      pid: child.pid,
+      startTicks: processStartTicks(child.pid),
+      port: 0,
+      envPath: workdir,
+      envName: spec.envName,
+      envType: "function_based",
+      startedAt: new Date().toISOString(),
+      labels: {
+        ...spec.labels,
+        [LABELS.managed]: "true",
+        [LABELS.envName]: spec.envName,
+        [LABELS.keep]: String(spec.keep ?? false),
+        [LABELS.serve]: "false",
+        ...ownerLabels(),
+      },
+    };
+    await writeRecord(record);
+    return new ProcessInstance(record, false, spec.envVars, child);
   }
 
   /** An already running instance of this name and folder, unless `forceRecreate`; stale records are removed. */
