@@ -1,6 +1,5 @@
 import { EventEmitter } from "node:events";
 import { logger } from "../logger.js";
-import { readinessClient } from "../runtime/wait-for-ready.js";
 import type { PoolMember } from "./pool-member.js";
 
 const CHECK_INTERVAL_MS = 1_000;
@@ -103,7 +102,7 @@ export class HealthMonitor extends EventEmitter {
         await member.instance.revive();
         await member.refresh();
       }
-      if (await probe(member.endpoint, member.instance.envType === "http_based")) {
+      if (await member.probe(PROBE_TIMEOUT_MS)) {
         this.admit(member);
       } else {
         const failures = (this.failedProbes.get(member) ?? 0) + 1;
@@ -115,21 +114,5 @@ export class HealthMonitor extends EventEmitter {
     } finally {
       this.checking.delete(member);
     }
-  }
-}
-
-async function probe(endpoint: string, anyAnswer: boolean): Promise<boolean> {
-  const http = readinessClient(endpoint);
-  try {
-    const answer = await http.request({
-      method: "GET",
-      path: "/health",
-      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-    });
-    return answer.status === 200 || anyAnswer;
-  } catch {
-    return false;
-  } finally {
-    await http.close();
   }
 }

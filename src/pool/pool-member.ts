@@ -1,5 +1,6 @@
 import type { Instance } from "../runtime/instance.js";
 import { HttpClient } from "../transport/http-client.js";
+import { readinessClient } from "../runtime/wait-for-ready.js";
 import type { CallOptions } from "../transport/method-client.js";
 import { MethodClient } from "../transport/method-client.js";
 import { ConnectionError } from "../errors.js";
@@ -31,6 +32,8 @@ export class PoolMember implements BalancerCandidate {
   inFlight = 0;
   failures = 0;
   private client: MethodClient;
+  /** One kept-alive connection for health probes: a probe a second costs no new connection. */
+  private prober: HttpClient;
   private readonly latencies: number[] = [];
 
   constructor(
@@ -38,6 +41,21 @@ export class PoolMember implements BalancerCandidate {
     readonly instance: Instance,
   ) {
     this.client = this.newClient();
+    this.prober = readinessClient(this.instance.endpoint());
+  }
+
+  /** Whether `/health` answers (any answer for HTTP-based environments), within `timeoutMs`. */
+  async probe(timeoutMs: number): Promise<boolean> {
+    try {
+      const answer = await this.prober.request({
+        method: "GET",
+        path: "/health",
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      return answer.status === 200 || this.instance.envType === "http_based";
+    } catch {
+      return false;
+    }
   }
 
   get endpoint(): string {
@@ -74,9 +92,10 @@ export class PoolMember implements BalancerCandidate {
     const before = this.instance.endpoint();
     await this.instance.refresh();
     if (this.instance.endpoint() !== before) {
-      const old = this.client;
+      const [oldClient, oldProber] = [this.client, this.prober];
       this.client = this.newClient();
-      await old.close();
+      this.prober = readinessClient(this.instance.endpoint());
+      await Promise.all([oldClient.close(), oldProber.close()]);
     }
   }
 
@@ -95,7 +114,7 @@ export class PoolMember implements BalancerCandidate {
   }
 
   async close(): Promise<void> {
-    await this.client.close();
+    await Promise.all([this.client.close(), this.prober.close()]);
   }
 
   private newClient(): MethodClient {
