@@ -9,6 +9,7 @@ import { AbortedError, HostConnectionError, ValidationError } from "../errors.js
 import { logger } from "../logger.js";
 import type { ExecOptions, ExecResult } from "../runtime/instance.js";
 import { TIMEOUT_EXIT_CODE } from "../util/run-command.js";
+import { OutputCap } from "../util/output-cap.js";
 import type { HostAddress } from "./host-address.js";
 import { parseHostAddress } from "./host-address.js";
 import { addHostKey, checkHostKey, knownHostsName } from "./known-hosts.js";
@@ -78,8 +79,8 @@ export class SshHost extends EventEmitter {
   /** Runs a command on the host; `cwd` and `env` apply to it. */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const channel = await this.open(wrapCommand(command, options));
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
+    const stdout = new OutputCap(options.maxOutputBytes);
+    const stderr = new OutputCap(options.maxOutputBytes);
     channel.on("data", (d: Buffer) => stdout.push(d));
     channel.stderr.on("data", (d: Buffer) => stderr.push(d));
     let timedOut = false;
@@ -102,10 +103,11 @@ export class SshHost extends EventEmitter {
     options.signal?.removeEventListener("abort", onAbort);
     if (options.signal?.aborted) throw new AbortedError("command", { cause: options.signal.reason });
     return {
-      stdout: Buffer.concat(stdout).toString("utf8"),
-      stderr: Buffer.concat(stderr).toString("utf8"),
+      stdout: stdout.text(),
+      stderr: stderr.text(),
       exitCode: timedOut ? TIMEOUT_EXIT_CODE : code,
       timedOut,
+      truncated: stdout.truncated || stderr.truncated,
     };
   }
 

@@ -56,6 +56,8 @@ export interface InstanceSpec {
 export interface ExecOptions extends OperationOptions {
   cwd?: string;
   env?: Readonly<Record<string, string>>;
+  /** Cap of each of stdout and stderr (default 10 MiB); past it the head and tail are kept. */
+  maxOutputBytes?: number;
 }
 
 /** The outcome of a command run in an instance. */
@@ -65,6 +67,8 @@ export interface ExecResult {
   exitCode: number;
   /** True when the command was stopped by its `timeoutMs`; the output is what it wrote until then. */
   timedOut: boolean;
+  /** True when stdout or stderr passed `maxOutputBytes` and their middle was dropped. */
+  truncated: boolean;
 }
 
 /** Lifecycle events an instance reports: it exited (crashed, was killed) or (re)started. */

@@ -1,8 +1,10 @@
 import { spawn } from "node:child_process";
 import { AbortedError } from "../errors.js";
 import type { ExecResult } from "../runtime/instance.js";
+import { OutputCap } from "./output-cap.js";
 
 export interface RunCommandOptions {
+  maxOutputBytes?: number | undefined;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
@@ -26,8 +28,8 @@ export function runShellCommand(command: string, options: RunCommandOptions = {}
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
+    const stdout = new OutputCap(options.maxOutputBytes);
+    const stderr = new OutputCap(options.maxOutputBytes);
     child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
     child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
     let timedOut = false;
@@ -58,10 +60,11 @@ export function runShellCommand(command: string, options: RunCommandOptions = {}
       if (options.signal?.aborted)
         return reject(new AbortedError("command", { cause: options.signal.reason }));
       resolve({
-        stdout: Buffer.concat(stdout).toString("utf8"),
-        stderr: Buffer.concat(stderr).toString("utf8"),
+        stdout: stdout.text(),
+        stderr: stderr.text(),
         exitCode: timedOut ? TIMEOUT_EXIT_CODE : (code ?? 128 + signalNumber(sig)),
         timedOut,
+        truncated: stdout.truncated || stderr.truncated,
       });
     });
   });

@@ -61,7 +61,20 @@ export function runtimeConformance(target: ConformanceTarget): void {
         env: { GREETING: "hi" },
         cwd: "/tmp",
       });
-      expect(ok).toEqual({ stdout: "out\nhi\n/tmp\n", stderr: "err\n", exitCode: 0, timedOut: false });
+      expect(ok).toEqual({
+        stdout: "out\nhi\n/tmp\n",
+        stderr: "err\n",
+        exitCode: 0,
+        timedOut: false,
+        truncated: false,
+      });
+      // Past the cap, the head and the tail of the output are kept, the middle is dropped and counted.
+      const big = await instance.exec("seq 1 100000", { maxOutputBytes: 1000 });
+      expect(big.truncated).toBe(true);
+      expect(big.stdout.startsWith("1\n2\n3\n")).toBe(true);
+      expect(big.stdout.endsWith("99999\n100000\n")).toBe(true);
+      expect(big.stdout).toMatch(/\.\.\. \[\d+ bytes truncated\] \.\.\./);
+      expect(big.stdout.length).toBeLessThan(1100);
       expect((await instance.exec("exit 3")).exitCode).toBe(3);
       const slow = await instance.exec("echo partial; sleep 30", { timeoutMs: 300 });
       expect(slow).toMatchObject({ stdout: "partial\n", timedOut: true });

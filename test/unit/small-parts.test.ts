@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ValidationError } from "../../src/errors.js";
 import { baseStageTag, defaultDockerfile, serverLayerDockerfile } from "../../src/image/dockerfiles.js";
-import { demuxDockerLogs, demuxDockerOutput } from "../../src/runtime/docker/demux-stream.js";
+import { DockerFrameReader, demuxDockerLogs } from "../../src/runtime/docker/demux-stream.js";
 import { connectionFromEnv } from "../../src/runtime/docker/docker-connection.js";
 import { parseMemorySize } from "../../src/util/memory-size.js";
 import { tailLines } from "../../src/util/tail-lines.js";
@@ -63,10 +63,16 @@ describe("dockerfiles", () => {
 });
 
 describe("docker output demultiplexing", () => {
-  it("splits stdout and stderr frames", () => {
+  it("splits stdout and stderr frames, also when a chunk ends inside a frame", () => {
     const buffer = Buffer.concat([frame(1, "out1\n"), frame(2, "err\n"), frame(1, "out2\n")]);
-    expect(demuxDockerOutput(buffer)).toEqual({ stdout: "out1\nout2\n", stderr: "err\n" });
     expect(demuxDockerLogs(buffer)).toBe("out1\nerr\nout2\n");
+    const reader = new DockerFrameReader();
+    const frames = [...reader.frames(buffer.subarray(0, 11)), ...reader.frames(buffer.subarray(11))];
+    expect(frames.map((f) => [f.stream, f.data.toString()])).toEqual([
+      ["stdout", "out1\n"],
+      ["stderr", "err\n"],
+      ["stdout", "out2\n"],
+    ]);
   });
 
   it("passes TTY output through", () => {

@@ -33,14 +33,6 @@ function looksMultiplexed(buffer: Buffer): boolean {
   );
 }
 
-/** stdout and stderr of a multiplexed buffer, apart. */
-export function demuxDockerOutput(buffer: Buffer): { stdout: string; stderr: string } {
-  const all = frames(buffer);
-  const pick = (stream: Frame["stream"]) =>
-    Buffer.concat(all.filter((f) => f.stream === stream).map((f) => f.data)).toString("utf8");
-  return { stdout: pick("stdout"), stderr: pick("stderr") };
-}
-
 /** Logs as one text, stdout and stderr interleaved in the order they came. */
 export function demuxDockerLogs(buffer: Buffer): string {
   return Buffer.concat(frames(buffer).map((f) => f.data)).toString("utf8");
@@ -50,21 +42,29 @@ export function demuxDockerLogs(buffer: Buffer): string {
 export class DockerFrameReader {
   private pending = Buffer.alloc(0);
 
-  /** Appends a chunk; returns the text of the frames it completed. */
-  push(chunk: Buffer): string {
+  /** Appends a chunk; returns the frames it completed (TTY output comes as stdout). */
+  frames(chunk: Buffer): Frame[] {
     this.pending = Buffer.concat([this.pending, chunk]);
-    const out: Buffer[] = [];
     if (this.pending.length >= 8 && !looksMultiplexed(this.pending)) {
-      const text = this.pending.toString("utf8"); // a TTY container: raw output
+      const data = this.pending; // a TTY container: raw output
       this.pending = Buffer.alloc(0);
-      return text;
+      return [{ stream: "stdout", data }];
     }
+    const out: Frame[] = [];
     while (this.pending.length >= 8) {
       const size = this.pending.readUInt32BE(4);
       if (this.pending.length < 8 + size) break;
-      out.push(this.pending.subarray(8, 8 + size));
+      out.push({
+        stream: this.pending[0] === 2 ? "stderr" : "stdout",
+        data: this.pending.subarray(8, 8 + size),
+      });
       this.pending = this.pending.subarray(8 + size);
     }
-    return Buffer.concat(out).toString("utf8");
+    return out;
+  }
+
+  /** Appends a chunk; returns the text of the frames it completed, both streams interleaved. */
+  push(chunk: Buffer): string {
+    return Buffer.concat(this.frames(chunk).map((f) => f.data)).toString("utf8");
   }
 }

@@ -6,7 +6,8 @@ import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
 import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
 import type { ContainerReach } from "./container-reach.js";
 import type { DockerEvents } from "./docker-events.js";
-import { DockerFrameReader, demuxDockerLogs, demuxDockerOutput } from "./demux-stream.js";
+import { DockerFrameReader, demuxDockerLogs } from "./demux-stream.js";
+import { OutputCap } from "../../util/output-cap.js";
 import type { DockerConnection } from "./docker-connection.js";
 import { queueReap } from "./reap-containers.js";
 
@@ -81,8 +82,15 @@ export class DockerInstance implements Instance {
       AttachStderr: true,
     });
     const stream = await exec.start({ hijack: true, stdin: false });
-    const chunks: Buffer[] = [];
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    // Split and capped as it streams: memory stays bounded whatever the command writes.
+    const reader = new DockerFrameReader();
+    const out = {
+      stdout: new OutputCap(options.maxOutputBytes),
+      stderr: new OutputCap(options.maxOutputBytes),
+    };
+    stream.on("data", (chunk: Buffer) => {
+      for (const frame of reader.frames(chunk)) out[frame.stream].push(frame.data);
+    });
     const ended = new Promise<void>((resolve, reject) => {
       stream.once("end", resolve);
       stream.once("close", resolve);
@@ -94,10 +102,12 @@ export class DockerInstance implements Instance {
       stream.destroy();
       if (outcome === "aborted") throw new AbortedError("command", { cause: options.signal?.reason });
     }
-    const { stdout, stderr } = demuxDockerOutput(Buffer.concat(chunks));
-    if (outcome === "timeout") return { stdout, stderr, exitCode: TIMEOUT_EXIT_CODE, timedOut: true };
+    const [stdout, stderr] = [out.stdout.text(), out.stderr.text()];
+    const truncated = out.stdout.truncated || out.stderr.truncated;
+    if (outcome === "timeout")
+      return { stdout, stderr, exitCode: TIMEOUT_EXIT_CODE, timedOut: true, truncated };
     const info = await exec.inspect();
-    return { stdout, stderr, exitCode: info.ExitCode ?? -1, timedOut: false };
+    return { stdout, stderr, exitCode: info.ExitCode ?? -1, timedOut: false, truncated };
   }
 
   private async killExec(pidFile: string): Promise<void> {

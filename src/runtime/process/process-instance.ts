@@ -63,6 +63,7 @@ export class ProcessInstance implements Instance {
       env: { ...process.env, ...this.envVars, ...options.env },
       timeoutMs: options.timeoutMs,
       signal: options.signal,
+      maxOutputBytes: options.maxOutputBytes,
     });
   }
 
