@@ -8,6 +8,7 @@ import { lsCommand } from "./commands/ls.js";
 import { methodsCommand } from "./commands/methods.js";
 import { runCommand } from "./commands/run.js";
 import { stopCommand } from "./commands/stop.js";
+import { serveCommand } from "./commands/serve.js";
 import type { Output } from "./output.js";
 import { createOutput } from "./output.js";
 
@@ -35,6 +36,7 @@ export function buildProgram(version: string): Command {
     buildCommand(output),
     initCommand(output),
     gcCommand(output),
+    serveCommand(output),
   ]) {
     if (command.name() !== "call")
       command.option("--json", "machine-readable output (one JSON document on stdout)");

@@ -1,0 +1,70 @@
+import Fastify from "fastify";
+import type { FastifyInstance } from "fastify";
+import {
+  AffinetesError,
+  ConflictError,
+  NotFoundError,
+  ResourcesExhaustedError,
+  UnsupportedError,
+  ValidationError,
+} from "../errors.js";
+import { parseOptions } from "../util/validate.js";
+import { closeSchema, executeSchema, startSchema } from "./request-schemas.js";
+import type { RolloutService } from "./rollout-service.js";
+
+export interface HttpAppOptions {
+  /** When set, every request needs `Authorization: Bearer <apiKey>`. */
+  apiKey?: string | undefined;
+}
+
+/** The REST face of the rollout service (fastify). Every body is validated; errors map to statuses in one table. */
+export function buildHttpApp(service: RolloutService, options: HttpAppOptions = {}): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+
+  if (options.apiKey) {
+    const expected = `Bearer ${options.apiKey}`;
+    app.addHook("onRequest", async (request, reply) => {
+      if (request.headers.authorization !== expected) {
+        await reply.code(401).send({ detail: "Unauthorized: send Authorization: Bearer <api key>" });
+      }
+    });
+  }
+
+  app.setErrorHandler(async (error, _request, reply) => {
+    const [status, body] = toHttp(error);
+    await reply.code(status).send(body);
+  });
+
+  app.get("/health", async () => ({ status: "ok" }));
+  app.post("/start_instance", async (request) =>
+    service.start(parseOptions(startSchema, request.body, "request body")),
+  );
+  app.post("/execute_command", async (request) =>
+    service.execute(parseOptions(executeSchema, request.body, "request body")),
+  );
+  app.post("/close_instance", async (request) =>
+    service.close(parseOptions(closeSchema, request.body, "request body").run_id),
+  );
+  app.get("/get_available_resources", async () => service.availableResources());
+  app.get("/stats", async (request) => {
+    const query = request.query as { run_id?: string; container_name?: string };
+    return service.stats({
+      ...(query.run_id ? { runId: query.run_id } : {}),
+      ...(query.container_name ? { containerName: query.container_name } : {}),
+    });
+  });
+  return app;
+}
+
+/** The one table from errors to HTTP answers. */
+function toHttp(error: unknown): [number, Record<string, unknown>] {
+  if (error instanceof ValidationError) return [400, { detail: error.message, field: error.option }];
+  if (error instanceof UnsupportedError) return [400, { detail: error.message }];
+  if (error instanceof NotFoundError) return [404, { detail: error.message }];
+  if (error instanceof ConflictError) return [409, { detail: error.message }];
+  if (error instanceof ResourcesExhaustedError) return [429, { detail: error.message, short: error.short }];
+  const status = (error as { statusCode?: number }).statusCode; // fastify's own (malformed JSON, body too large)
+  if (status && status >= 400 && status < 500) return [status, { detail: (error as Error).message }];
+  const code = error instanceof AffinetesError ? error.code : "INTERNAL";
+  return [500, { detail: error instanceof Error ? error.message : String(error), code }];
+}

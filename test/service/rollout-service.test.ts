@@ -1,0 +1,204 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildImageFromEnv } from "../../src/index.js";
+import { processIsAlive } from "../../src/runtime/labels.js";
+import { afsBin } from "../helpers/afs.js";
+import { killAndWait } from "../helpers/client-process.js";
+import { hasDocker, managedContainers } from "../helpers/docker.js";
+import { examplePath } from "../helpers/paths.js";
+
+interface Service {
+  child: ChildProcess;
+  url: string;
+}
+
+/** Starts `afs serve` as its own process, as users run it, on a free port. */
+async function serve(...args: string[]): Promise<Service> {
+  const db = join(mkdtempSync(join(tmpdir(), "affinetes-svc-")), "service.db");
+  const child = spawn(process.execPath, [afsBin, "serve", "--port", "0", "--db", db, ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.once("exit", (code) => reject(new Error(`afs serve exited with ${code}: ${out}`)));
+  });
+  return { child, url };
+}
+
+async function call(service: Service, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await request(`${service.url}${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { "content-type": "application/json", ...headers },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
+}
+
+describe("the rollout service (afs serve)", () => {
+  let service: Service;
+
+  beforeAll(async () => {
+    service = await serve("--max-resources", '{"instances":10,"cpus":8}');
+  });
+
+  afterAll(async () => {
+    if (service) await killAndWait(service.child, "SIGTERM");
+  });
+
+  it("runs the lifecycle of a local instance: start, commands, timeout with partial output, close", async () => {
+    expect(
+      await call(service, "/start_instance", {
+        run_id: "life",
+        environment_config: { container_type: "local" },
+      }),
+    ).toEqual({
+      status: 200,
+      json: { status: "success", instance_id: "life" },
+    });
+    const ok = await call(service, "/execute_command", {
+      run_id: "life",
+      cmd: "echo out; echo err >&2; echo $X",
+      env: { X: "y" },
+    });
+    expect(ok.json).toEqual({
+      status: "success",
+      result: { output: "out\nerr\ny\n", returncode: 0, timed_out: false, truncated: false },
+    });
+    const failed = await call(service, "/execute_command", { run_id: "life", cmd: "exit 3" });
+    expect((failed.json.result as { returncode: number }).returncode).toBe(3);
+    const slow = await call(service, "/execute_command", {
+      run_id: "life",
+      cmd: "echo partial; sleep 30",
+      timeout: 0.3,
+    });
+    expect(slow.status).toBe(200); // never a 500
+    expect(slow.json.result).toMatchObject({ output: "partial\n", timed_out: true });
+    expect((slow.json.result as { returncode: number }).returncode).not.toBe(0);
+    expect(
+      (await call(service, "/execute_command", { run_id: "life", cmd: "echo still usable" })).json.result,
+    ).toMatchObject({
+      output: "still usable\n",
+    });
+    const stats = await call(service, "/stats?run_id=life");
+    expect((stats.json.instances as Array<{ num_cmd: number }>)[0]?.num_cmd).toBe(4);
+    expect(await call(service, "/close_instance", { run_id: "life" })).toEqual({
+      status: 200,
+      json: { status: "success" },
+    });
+    expect((await call(service, "/close_instance", { run_id: "life" })).status).toBe(200); // idempotent
+    expect((await call(service, "/execute_command", { run_id: "life", cmd: "true" })).status).toBe(404);
+  });
+
+  it.skipIf(!hasDocker)(
+    "runs a docker instance (flat form) through the engine's exec, and removes it on close",
+    async () => {
+      const image = "affinetes-test/calculator:latest";
+      await buildImageFromEnv({ envPath: examplePath("calculator"), imageTag: image, quiet: true });
+      const start = await call(service, "/start_instance", {
+        run_id: "dock",
+        container_image: image,
+        container_type: "docker",
+      });
+      expect(start.status, JSON.stringify(start.json)).toBe(200);
+      const os = await call(service, "/execute_command", { run_id: "dock", cmd: "head -1 /etc/os-release" });
+      expect((os.json.result as { output: string }).output).toMatch(/Debian/);
+      const labelled = (await managedContainers()).filter(
+        (c) => c.Labels["affinetes.rollout.run"] === "dock",
+      );
+      expect(labelled).toHaveLength(1);
+      await call(service, "/close_instance", { run_id: "dock" });
+      expect((await managedContainers()).filter((c) => c.Labels["affinetes.rollout.run"] === "dock")).toEqual(
+        [],
+      );
+    },
+  );
+
+  it("admits exactly 10 of 50 concurrent starts against instances: 10; the others get 429 naming what is short", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        call(service, "/start_instance", {
+          run_id: `race-${i}`,
+          environment_config: { container_type: "local" },
+        }),
+      ),
+    );
+    const admitted = results.filter((r) => r.status === 200);
+    expect(admitted).toHaveLength(10);
+    for (const r of results.filter((r) => r.status !== 200)) {
+      expect(r.status).toBe(429);
+      expect(r.json.detail).toMatch(/instances \(requested 1, available 0\)/);
+    }
+    expect((await call(service, "/get_available_resources")).json).toEqual({ instances: 0, cpus: 8 });
+    await Promise.all(results.map((_, i) => call(service, "/close_instance", { run_id: `race-${i}` })));
+    expect((await call(service, "/get_available_resources")).json).toEqual({ instances: 10, cpus: 8 });
+  });
+
+  it("refuses bad input with the right status: 400 naming the field, 409 duplicate, 429 on a tracked resource", async () => {
+    const missing = await call(service, "/start_instance", {
+      environment_config: { container_type: "local" },
+    });
+    expect(missing).toMatchObject({ status: 400, json: { field: "run_id" } });
+    const badType = await call(service, "/start_instance", {
+      run_id: "x",
+      environment_config: { container_type: "vm" },
+    });
+    expect(badType).toMatchObject({ status: 400, json: { field: "environment_config.container_type" } });
+    const unknownField = await call(service, "/execute_command", { run_id: "x", cmd: "true", shell: "zsh" });
+    expect(unknownField).toMatchObject({ status: 400, json: { field: "shell" } });
+    const notJson = await request(`${service.url}/start_instance`, {
+      method: "POST",
+      body: "{nope",
+      headers: { "content-type": "application/json" },
+    });
+    expect(notJson.statusCode).toBe(400);
+    await notJson.body.dump();
+    const config = { container_type: "local", resources: { cpus: 6 } };
+    expect(
+      (await call(service, "/start_instance", { run_id: "dup", environment_config: config })).status,
+    ).toBe(200);
+    expect(
+      (await call(service, "/start_instance", { run_id: "dup", environment_config: config })).status,
+    ).toBe(409);
+    const cpus = await call(service, "/start_instance", { run_id: "cpu", environment_config: config });
+    expect(cpus).toMatchObject({ status: 429, json: { short: { cpus: { requested: 6, available: 2 } } } });
+    await call(service, "/close_instance", { run_id: "dup" });
+  });
+
+  it("with --api-key, requests without the key get 401", async () => {
+    const secured = await serve("--api-key", "s3cret");
+    try {
+      expect((await call(secured, "/health")).status).toBe(401);
+      expect((await call(secured, "/health", undefined, { authorization: "Bearer wrong" })).status).toBe(401);
+      expect(await call(secured, "/health", undefined, { authorization: "Bearer s3cret" })).toEqual({
+        status: 200,
+        json: { status: "ok" },
+      });
+    } finally {
+      await killAndWait(secured.child, "SIGTERM");
+    }
+  });
+
+  it("stopping the service (SIGTERM) leaves no instance running", async () => {
+    const short = await serve();
+    await call(short, "/start_instance", {
+      run_id: "orphan",
+      environment_config: { container_type: "local" },
+    });
+    const stats = await call(short, "/stats?run_id=orphan");
+    expect((stats.json.instances as unknown[]).length).toBe(1);
+    const pidOut = await call(short, "/execute_command", { run_id: "orphan", cmd: "echo $PPID" });
+    const shellPid = Number((pidOut.json.result as { output: string }).output.trim());
+    await killAndWait(short.child, "SIGTERM");
+    for (let i = 0; i < 50 && processIsAlive(shellPid); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(processIsAlive(shellPid)).toBe(false);
+  });
+});
