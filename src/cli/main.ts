@@ -3,31 +3,6 @@
  * `afs`: the command line of affinetes. Exit codes: 0 ok, 1 failure, 2 usage,
  * 3 not found, 4 timeout (see exit-codes.ts).
  */
-import { readFileSync } from "node:fs";
-import { CommanderError } from "commander";
-import { exitCodeFor } from "./exit-codes.js";
-import { buildProgram } from "./program.js";
+import { runCli } from "./run-cli.js";
 
-const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
-  version: string;
-};
-const program = buildProgram(version);
-
-try {
-  await program.parseAsync(process.argv);
-} catch (error) {
-  process.exitCode = exitCodeFor(error);
-  // commander has already printed its own usage errors (and --help / --version output)
-  if (!(error instanceof CommanderError)) report(error, program.opts<{ debug?: boolean; json?: boolean }>());
-}
-
-function report(error: unknown, flags: { debug?: boolean; json?: boolean }): void {
-  const err = error instanceof Error ? error : new Error(String(error));
-  const code = (err as { code?: unknown }).code;
-  if (flags.json) {
-    process.stderr.write(`${JSON.stringify({ error: err.name, code, message: err.message })}\n`);
-  } else {
-    process.stderr.write(`afs: ${err.message}\n`);
-  }
-  if (flags.debug && err.stack) process.stderr.write(`${err.stack}\n`);
-}
+await runCli(process.argv.slice(2));

@@ -187,6 +187,28 @@ describe("the rollout service (afs serve)", () => {
     }
   });
 
+  it("is also installed as arservice, with the same flags", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "affinetes-svc-")), "service.db");
+    const bin = afsBin.replace(/main\.js$/, "arservice.js");
+    const child = spawn(process.execPath, [bin, "--port", "0", "--db", db], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        const match = /listening on (http:\/\/\S+)/.exec(out);
+        if (match?.[1]) resolve(match[1]);
+      });
+      child.once("exit", (code) => reject(new Error(`arservice exited with ${code}: ${out}`)));
+    });
+    try {
+      expect(await call({ child, url }, "/health")).toEqual({ status: 200, json: { status: "ok" } });
+    } finally {
+      await killAndWait(child, "SIGTERM");
+    }
+  });
+
   it("stopping the service (SIGTERM) leaves no instance running", async () => {
     const short = await serve();
     await call(short, "/start_instance", {
