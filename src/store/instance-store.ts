@@ -1,3 +1,5 @@
+import { ResourcesExhaustedError } from "../errors.js";
+
 /** What the rollout service records about one instance; it must survive a restart. */
 export interface InstanceRecord {
   runId: string;
@@ -48,4 +50,23 @@ export interface InstanceStore {
   /** What the recorded instances hold, for each of `keys`. */
   allocated(keys: readonly string[]): Promise<Record<string, number>>;
   close(): Promise<void>;
+}
+
+/**
+ * The admission rule every store applies inside its atomic section: throws
+ * `ResourcesExhaustedError` naming each tracked key that `record` would push past its
+ * limit, given what the recorded instances already `held`.
+ */
+export function checkAdmission(
+  record: InstanceRecord,
+  limits: ResourceLimits,
+  held: Record<string, number>,
+): void {
+  const short: Record<string, { requested: number; available: number }> = {};
+  for (const [key, max] of Object.entries(limits)) {
+    const requested = key === INSTANCES_KEY ? 1 : (record.resources[key] ?? 0);
+    const available = max - (held[key] ?? 0);
+    if (requested > available) short[key] = { requested, available: Math.max(0, available) };
+  }
+  if (Object.keys(short).length) throw new ResourcesExhaustedError(short);
 }

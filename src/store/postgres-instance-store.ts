@@ -1,7 +1,7 @@
 import pg from "pg";
-import { ConflictError, ResourcesExhaustedError } from "../errors.js";
+import { ConflictError } from "../errors.js";
 import type { InstanceRecord, InstanceStore, ResourceLimits } from "./instance-store.js";
-import { INSTANCES_KEY } from "./instance-store.js";
+import { INSTANCES_KEY, checkAdmission } from "./instance-store.js";
 
 interface Row {
   run_id: string;
@@ -67,13 +67,7 @@ export class PostgresInstanceStore implements InstanceStore {
       ]);
       if (exists.rowCount) throw new ConflictError("instance", record.runId);
       const held = await this.allocatedWith(client, Object.keys(limits));
-      const short: Record<string, { requested: number; available: number }> = {};
-      for (const [key, max] of Object.entries(limits)) {
-        const requested = key === INSTANCES_KEY ? 1 : (record.resources[key] ?? 0);
-        const available = max - (held[key] ?? 0);
-        if (requested > available) short[key] = { requested, available: Math.max(0, available) };
-      }
-      if (Object.keys(short).length) throw new ResourcesExhaustedError(short);
+      checkAdmission(record, limits, held);
       await client.query(
         `INSERT INTO affinetes_instances (run_id, container_name, container_type, image, resources, runtime_id, state,
            created_at, last_used_at, num_cmd, config)

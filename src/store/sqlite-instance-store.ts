@@ -1,9 +1,9 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { ConflictError, ResourcesExhaustedError } from "../errors.js";
+import { ConflictError } from "../errors.js";
 import type { InstanceRecord, InstanceStore, ResourceLimits } from "./instance-store.js";
-import { INSTANCES_KEY } from "./instance-store.js";
+import { INSTANCES_KEY, checkAdmission } from "./instance-store.js";
 
 interface Row {
   run_id: string;
@@ -57,13 +57,7 @@ export class SqliteInstanceStore implements InstanceStore {
         throw new ConflictError("instance", record.runId);
       }
       const held = this.allocatedNow(Object.keys(limits));
-      const short: Record<string, { requested: number; available: number }> = {};
-      for (const [key, max] of Object.entries(limits)) {
-        const requested = key === INSTANCES_KEY ? 1 : (record.resources[key] ?? 0);
-        const available = max - (held[key] ?? 0);
-        if (requested > available) short[key] = { requested, available: Math.max(0, available) };
-      }
-      if (Object.keys(short).length) throw new ResourcesExhaustedError(short);
+      checkAdmission(record, limits, held);
       this.db
         .prepare(
           `INSERT INTO instances (run_id, container_name, container_type, image, resources, runtime_id, state,
