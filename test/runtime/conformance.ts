@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InstanceStartError } from "../../src/index.js";
 import type { Instance, InstanceSpec, Runtime } from "../../src/index.js";
 import { HttpClient } from "../../src/transport/http-client.js";
+import { processesRunning } from "../helpers/processes.js";
+import { until } from "../helpers/until.js";
 
 export interface ConformanceTarget {
   name: string;
@@ -175,8 +177,14 @@ export function runtimeConformance(target: ConformanceTarget): void {
       expect(slow).toMatchObject({ stdout: "partial\n", timedOut: true });
       expect((await sandbox.exec("echo usable")).stdout).toBe("usable\n");
       expect((await runtime.find("sandbox-pool")).map((i) => i.id)).toEqual([sandbox.id]);
+      // a process a command left behind, even in its own session, ends with the instance
+      const seconds = String(30_000 + Math.floor(Math.random() * 9_999));
+      await sandbox.exec(`(setsid sleep ${seconds} >/dev/null 2>&1 &)`);
+      expect(await until(() => processesRunning(["sleep", seconds]) > 0, 10_000)).toBe(true);
       await sandbox.stop();
       expect(await sandbox.isRunning()).toBe(false);
+      expect(await until(() => processesRunning(["sleep", seconds]) === 0, 10_000)).toBe(true);
+      await expect(sandbox.exec("true")).rejects.toThrow();
       expect((await runtime.list()).find((i) => i.id === sandbox.id)).toBeUndefined();
     });
 

@@ -3,8 +3,9 @@ import { once } from "node:events";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { UnsupportedError } from "../../errors.js";
+import { InstanceGoneError, UnsupportedError } from "../../errors.js";
 import { runShellCommand } from "../../util/run-command.js";
+import { signalTagged } from "../../util/tagged-processes.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
 import { LABELS } from "../labels.js";
@@ -12,6 +13,9 @@ import type { ProcessRecord } from "./process-state.js";
 import { instanceDir, recordIsAlive, removeInstanceDir } from "./process-state.js";
 
 const STOP_GRACE_MS = 3_000;
+
+/** Tags every process a command starts, so stopping the instance also ends what the commands left behind. */
+const TAG_VARIABLE = "AFFINETES_INSTANCE_TAG";
 
 /** An environment served by a local subprocess (its own process group). */
 export class ProcessInstance implements Instance {
@@ -57,10 +61,12 @@ export class ProcessInstance implements Instance {
     return `http://127.0.0.1:${this.record.port}`;
   }
 
-  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    // as `docker exec` into a stopped container, a command never runs in a stopped instance
+    if (!this.alive()) throw new InstanceGoneError(this.record.name, "its process exited");
     return runShellCommand(command, {
       cwd: options.cwd ?? this.record.envPath,
-      env: { ...process.env, ...this.envVars, ...options.env },
+      env: { ...process.env, ...this.envVars, ...options.env, [TAG_VARIABLE]: this.tag },
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       maxOutputBytes: options.maxOutputBytes,
@@ -117,6 +123,7 @@ export class ProcessInstance implements Instance {
   stopSync(): void {
     if (this.stopping) return;
     this.signalGroup("SIGKILL");
+    signalTagged(TAG_VARIABLE, this.tag, "SIGKILL");
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -126,6 +133,7 @@ export class ProcessInstance implements Instance {
   private async terminate(): Promise<void> {
     this.signalGroup("SIGTERM");
     if (!(await this.exited(STOP_GRACE_MS))) this.signalGroup("SIGKILL");
+    signalTagged(TAG_VARIABLE, this.tag, "SIGKILL");
     await removeInstanceDir(this.record.name);
   }
 
@@ -146,6 +154,11 @@ export class ProcessInstance implements Instance {
     const deadline = Date.now() + ms;
     while (this.alive() && Date.now() < deadline) await sleep(10);
     return !this.alive();
+  }
+
+  /** Unique to this instance's life: a later instance of the same name gets another. */
+  private get tag(): string {
+    return `${this.record.name}:${this.record.pid}:${this.record.startTicks ?? 0}`;
   }
 
   private alive(): boolean {
