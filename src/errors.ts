@@ -293,3 +293,16 @@ export class ResourcesExhaustedError extends AffinetesError {
     this.short = short;
   }
 }
+
+/**
+ * The instance was known but no longer runs: it died, its job ended, or it was closed
+ * for being idle. Distinct from a command that failed inside a running instance.
+ */
+export class InstanceGoneError extends AffinetesError {
+  readonly id: string;
+
+  constructor(id: string, reason: string) {
+    super("INSTANCE_GONE", `Instance ${id} is gone: ${reason}`);
+    this.id = id;
+  }
+}

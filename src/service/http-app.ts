@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import {
   AffinetesError,
   ConflictError,
+  InstanceGoneError,
   NotFoundError,
   ResourcesExhaustedError,
   UnsupportedError,
@@ -61,6 +62,7 @@ function toHttp(error: unknown): [number, Record<string, unknown>] {
   if (error instanceof ValidationError) return [400, { detail: error.message, field: error.option }];
   if (error instanceof UnsupportedError) return [400, { detail: error.message }];
   if (error instanceof NotFoundError) return [404, { detail: error.message }];
+  if (error instanceof InstanceGoneError) return [410, { detail: error.message }];
   if (error instanceof ConflictError) return [409, { detail: error.message }];
   if (error instanceof ResourcesExhaustedError) return [429, { detail: error.message, short: error.short }];
   const status = (error as { statusCode?: number }).statusCode; // fastify's own (malformed JSON, body too large)

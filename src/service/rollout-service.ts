@@ -1,47 +1,85 @@
 import { randomBytes } from "node:crypto";
-import { NotFoundError, UnsupportedError, ValidationError } from "../errors.js";
+import { InstanceGoneError, NotFoundError, UnsupportedError, ValidationError } from "../errors.js";
 import { sanitizeName } from "../image/env-folder.js";
-import type { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import type { Instance } from "../runtime/instance.js";
-import type { ProcessRuntime } from "../runtime/process/process-runtime.js";
+import { LABELS } from "../runtime/labels.js";
+import type { Runtime } from "../runtime/runtime.js";
 import type { InstanceRecord, InstanceStore, ResourceLimits } from "../store/instance-store.js";
 import { INSTANCES_KEY } from "../store/instance-store.js";
 import type { ExecuteRequest, StartRequest } from "./request-schemas.js";
 import { environmentOf } from "./request-schemas.js";
 
+/**
+ * The runtime serving each `container_type`, or why that type is unavailable on this
+ * server (the reason becomes the client's error).
+ */
+export type RuntimeTable = Readonly<Record<string, Runtime | string>>;
+
 export interface RolloutServiceOptions {
   store: InstanceStore;
   limits: ResourceLimits;
-  docker: DockerRuntime | undefined;
-  local: ProcessRuntime;
+  runtimes: RuntimeTable;
+  /**
+   * This service's identity in the store: it adopts and expires only its own instances,
+   * so several services can share one database. Stable across restarts.
+   */
+  serviceId: string;
   /** Cap of a command's output per stream (bytes). */
   maxOutputBytes?: number;
   /** Default command timeout when neither the request nor the instance gives one (seconds). */
   defaultTimeoutS?: number;
+  /** Close instances that ran no command for this long (seconds). */
+  idleTtlS?: number;
+}
+
+/** What `recover()` did with the store's records and the runtimes' instances. */
+export interface RecoveryReport {
+  /** Run ids whose instance still runs: served again. */
+  adopted: string[];
+  /** Run ids whose instance vanished: their resources are freed. */
+  released: string[];
+  /** Instance ids of this service no record claims (started, then the service died): stopped. */
+  removed: string[];
 }
 
 /** The label that ties a sandbox to its run id. */
 export const RUN_LABEL = "affinetes.rollout.run";
 
+/** How many expired run ids are remembered, to tell a client why its instance is gone. */
+const EXPIRED_MEMORY = 10_000;
+
 /**
  * The rollout service's logic, without HTTP: admission through the store (atomic, also
  * across service processes), shell sandboxes through the runtimes, and bookkeeping.
+ * Sandboxes outlive the service process, so a restarted service adopts them (`recover`).
  */
 export class RolloutService {
   private readonly live = new Map<string, Instance>();
+  private readonly running = new Map<string, number>(); // commands in flight per run id
+  private readonly expired = new Map<string, string>();
   private readonly started = Date.now();
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: RolloutServiceOptions) {}
+
+  /** The pool label value of this service's sandboxes: how a restart finds them again. */
+  get pool(): string {
+    return `rollout-${sanitizeName(this.options.serviceId)}`;
+  }
 
   async start(request: StartRequest): Promise<{ status: "success"; instance_id: string }> {
     const config = environmentOf(request);
     const runtime = this.runtimeFor(config.container_type);
-    if (config.container_type === "docker" && !config.image) {
-      throw new ValidationError("environment_config.image", "a docker instance needs an image");
+    if (config.container_type !== "local" && !config.image) {
+      throw new ValidationError(
+        "environment_config.image",
+        `a ${config.container_type} instance needs an image`,
+      );
     }
     const now = Date.now();
     const record: InstanceRecord = {
       runId: request.run_id,
+      owner: this.options.serviceId,
       containerName: request.container_name,
       containerType: config.container_type,
       image: config.image ?? "",
@@ -54,6 +92,7 @@ export class RolloutService {
       config: { ...config },
     };
     await this.options.store.admit(record, this.options.limits);
+    this.expired.delete(request.run_id);
     let instance: Instance;
     try {
       const cpus = config.resources?.cpus;
@@ -64,12 +103,15 @@ export class RolloutService {
         reuse: false,
         serve: false,
         restartPolicy: "no",
+        // Outlives this process: a restarted service adopts it; closing, the idle TTL
+        // and shutdown stop it.
+        keep: true,
         ...(config.image ? { image: config.image } : {}),
         ...(config.cwd ? { workdir: config.cwd } : {}),
         ...(config.env ? { envVars: config.env } : {}),
         ...(cpus !== undefined && cpus > 0 ? { cpus } : {}),
         ...(memoryGb !== undefined && memoryGb > 0 ? { memoryBytes: Math.round(memoryGb * 2 ** 30) } : {}),
-        labels: { [RUN_LABEL]: request.run_id },
+        labels: { [RUN_LABEL]: request.run_id, [LABELS.pool]: this.pool },
       });
     } catch (err) {
       await this.options.store.release(request.run_id); // nothing half-created is kept
@@ -81,29 +123,39 @@ export class RolloutService {
   }
 
   async execute(request: ExecuteRequest) {
-    const instance = this.live.get(request.run_id);
+    const instance = await this.liveInstance(request.run_id);
     const record = await this.options.store.get(request.run_id);
-    if (!instance || !record)
-      throw new NotFoundError("instance", request.run_id, `Unknown run_id: ${request.run_id}`);
     const timeoutS =
-      request.timeout ?? (record.config.timeout as number | undefined) ?? this.options.defaultTimeoutS ?? 600;
-    // Grouped so stderr joins stdout in the order it was written.
-    const result = await instance.exec(`{ ${request.cmd}\n} 2>&1`, {
-      timeoutMs: Math.round(timeoutS * 1000),
-      ...(request.cwd ? { cwd: request.cwd } : {}),
-      ...(request.env ? { env: request.env } : {}),
-      ...(this.options.maxOutputBytes ? { maxOutputBytes: this.options.maxOutputBytes } : {}),
-    });
-    await this.options.store.touch(request.run_id, Date.now());
-    return {
-      status: "success" as const,
-      result: {
-        output: result.stdout + result.stderr,
-        returncode: result.exitCode,
-        timed_out: result.timedOut,
-        truncated: result.truncated,
-      },
-    };
+      request.timeout ??
+      (record?.config.timeout as number | undefined) ??
+      this.options.defaultTimeoutS ??
+      600;
+    this.running.set(request.run_id, (this.running.get(request.run_id) ?? 0) + 1);
+    try {
+      // Grouped so stderr joins stdout in the order it was written.
+      const result = await instance.exec(`{ ${request.cmd}\n} 2>&1`, {
+        timeoutMs: Math.round(timeoutS * 1000),
+        ...(request.cwd ? { cwd: request.cwd } : {}),
+        ...(request.env ? { env: request.env } : {}),
+        ...(this.options.maxOutputBytes ? { maxOutputBytes: this.options.maxOutputBytes } : {}),
+      });
+      await this.options.store.touch(request.run_id, Date.now());
+      return {
+        status: "success" as const,
+        result: {
+          output: result.stdout + result.stderr,
+          returncode: result.exitCode,
+          timed_out: result.timedOut,
+          truncated: result.truncated,
+        },
+      };
+    } catch (err) {
+      throw await this.goneOr(request.run_id, instance, err);
+    } finally {
+      const left = (this.running.get(request.run_id) ?? 1) - 1;
+      if (left > 0) this.running.set(request.run_id, left);
+      else this.running.delete(request.run_id);
+    }
   }
 
   /** Stops the instance and frees what it held. Idempotent: an unknown run id is fine. */
@@ -128,6 +180,7 @@ export class RolloutService {
     return {
       server_time: new Date().toISOString(),
       uptime_s: Math.round((Date.now() - this.started) / 1000),
+      service_id: this.options.serviceId,
       active_instances: this.live.size,
       total_instances: (await this.options.store.allocated([INSTANCES_KEY]))[INSTANCES_KEY] ?? 0,
       max_resources: this.options.limits,
@@ -139,6 +192,7 @@ export class RolloutService {
         image: r.image,
         type: r.containerType,
         state: r.state,
+        service_id: r.owner,
         created_at: new Date(r.createdAt).toISOString(),
         last_used_at: new Date(r.lastUsedAt).toISOString(),
         num_cmd: r.numCmd,
@@ -146,20 +200,127 @@ export class RolloutService {
     };
   }
 
-  /** Stops what this process started (the store forgets it): nothing is left running. */
-  async shutdown(): Promise<void> {
+  /**
+   * Reconciles the store with the runtimes after a (re)start: this service's records
+   * whose instance still runs are adopted, those whose instance vanished are released,
+   * and sandboxes of this service that no record claims are stopped. Records of a
+   * runtime that does not answer now are left as they are.
+   */
+  async recover(): Promise<RecoveryReport> {
+    const report: RecoveryReport = { adopted: [], released: [], removed: [] };
+    const found = new Map<string, Instance>();
+    const answered = new Set<Runtime>();
+    for (const runtime of new Set(Object.values(this.options.runtimes))) {
+      if (typeof runtime === "string") continue;
+      const instances = await runtime.find(this.pool).catch(() => undefined);
+      if (!instances) continue;
+      answered.add(runtime);
+      for (const instance of instances) found.set(instance.id, instance);
+    }
+    for (const record of await this.options.store.list({ owner: this.options.serviceId })) {
+      const runtime = this.options.runtimes[record.containerType];
+      if (typeof runtime !== "object" || !answered.has(runtime)) continue;
+      const instance = record.runtimeId !== undefined ? found.get(record.runtimeId) : undefined;
+      if (instance) {
+        found.delete(instance.id);
+        this.live.set(record.runId, instance);
+        if (record.state !== "running") await this.options.store.update(record.runId, { state: "running" });
+        report.adopted.push(record.runId);
+      } else {
+        await this.options.store.release(record.runId);
+        report.released.push(record.runId);
+      }
+    }
+    for (const orphan of found.values()) {
+      await orphan.stop();
+      report.removed.push(orphan.id);
+    }
+    return report;
+  }
+
+  /** Closes instances that ran no command for `idleTtlS`, checking a few times per TTL. */
+  startIdleReaper(): void {
+    const ttlS = this.options.idleTtlS;
+    if (ttlS === undefined || this.idleTimer) return;
+    const everyMs = Math.min(30_000, Math.max(200, (ttlS * 1000) / 4));
+    this.idleTimer = setInterval(() => void this.closeIdle(ttlS).catch(() => undefined), everyMs);
+    this.idleTimer.unref();
+  }
+
+  /** Closes this service's instances idle for more than `ttlS` seconds; returns their run ids. */
+  async closeIdle(ttlS: number): Promise<string[]> {
+    const cutoff = Date.now() - ttlS * 1000;
+    const idle = (await this.options.store.list({ owner: this.options.serviceId })).filter(
+      (r) => r.state === "running" && r.lastUsedAt < cutoff && !this.running.has(r.runId),
+    );
+    for (const record of idle) {
+      await this.close(record.runId);
+      this.remember(record.runId, `closed after ${ttlS} s without a command (idle TTL)`);
+    }
+    return idle.map((r) => r.runId);
+  }
+
+  /**
+   * Stops the service's background work. With `stopInstances` (the default) it also stops
+   * its instances and forgets them; without, they keep running for the next start to adopt.
+   */
+  async shutdown(options: { stopInstances?: boolean } = {}): Promise<void> {
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.idleTimer = undefined;
+    if (options.stopInstances === false) {
+      await Promise.allSettled([...this.live.values()].map((i) => i.detach()));
+      this.live.clear();
+      return;
+    }
     await Promise.allSettled([...this.live.keys()].map((runId) => this.close(runId)));
   }
 
-  private runtimeFor(type: string): DockerRuntime | ProcessRuntime {
-    if (type === "local") return this.options.local;
-    if (type === "docker") {
-      if (!this.options.docker)
-        throw new UnsupportedError("container_type docker: no Docker engine answers on this server");
-      return this.options.docker;
+  /** The instance serving `runId`, or why there is none. */
+  private async liveInstance(runId: string): Promise<Instance> {
+    const instance = this.live.get(runId);
+    if (instance) return instance;
+    const gone = this.expired.get(runId);
+    if (gone) throw new InstanceGoneError(runId, gone);
+    const record = await this.options.store.get(runId);
+    if (record && record.owner !== this.options.serviceId) {
+      throw new NotFoundError(
+        "instance",
+        runId,
+        `run_id ${runId} belongs to service ${record.owner}: send its commands there`,
+      );
     }
+    if (record?.state === "starting")
+      throw new NotFoundError("instance", runId, `run_id ${runId} is still starting`);
+    if (record) throw new InstanceGoneError(runId, "its runtime did not answer when the service started");
+    throw new NotFoundError("instance", runId, `Unknown run_id: ${runId}`);
+  }
+
+  /**
+   * A command failed to run: when the instance itself died, that is what the client
+   * hears (and the instance is released), not the command's failure.
+   */
+  private async goneOr(runId: string, instance: Instance, err: unknown): Promise<unknown> {
+    const alive = await instance.isRunning().catch(() => false);
+    if (alive) return err;
+    const reason = `it stopped running (${err instanceof Error ? err.message : String(err)})`;
+    await this.close(runId).catch(() => undefined);
+    this.remember(runId, reason);
+    return new InstanceGoneError(runId, reason);
+  }
+
+  private remember(runId: string, reason: string): void {
+    this.expired.set(runId, reason);
+    if (this.expired.size > EXPIRED_MEMORY) {
+      const oldest = this.expired.keys().next().value;
+      if (oldest !== undefined) this.expired.delete(oldest);
+    }
+  }
+
+  private runtimeFor(type: string): Runtime {
+    const runtime = this.options.runtimes[type];
+    if (typeof runtime === "object") return runtime;
     throw new UnsupportedError(
-      `container_type ${type} is not supported by this server yet (docker and local are)`,
+      `container_type ${type} is not available on this server: ${runtime ?? "no runtime serves it"}`,
     );
   }
 }

@@ -3,6 +3,8 @@ import { ResourcesExhaustedError } from "../errors.js";
 /** What the rollout service records about one instance; it must survive a restart. */
 export interface InstanceRecord {
   runId: string;
+  /** The service that started it (`afs serve --service-id`): only its owner adopts or expires it. */
+  owner: string;
   containerName: string | undefined;
   containerType: string;
   image: string;
@@ -16,6 +18,13 @@ export interface InstanceRecord {
   numCmd: number;
   /** The environment configuration it was started with (JSON). */
   config: Record<string, unknown>;
+}
+
+/** Which records `list` returns; every given field must match. */
+export interface InstanceFilter {
+  runId?: string;
+  containerName?: string;
+  owner?: string;
 }
 
 /** Maximum per tracked resource key; `instances` counts instances. Keys absent are not tracked. */
@@ -46,7 +55,7 @@ export interface InstanceStore {
   touch(runId: string, at: number): Promise<void>;
   /** Forgets an instance and frees what it held; false when there was none (closing is idempotent). */
   release(runId: string): Promise<boolean>;
-  list(filter?: { runId?: string; containerName?: string }): Promise<InstanceRecord[]>;
+  list(filter?: InstanceFilter): Promise<InstanceRecord[]>;
   /** What the recorded instances hold, for each of `keys`. */
   allocated(keys: readonly string[]): Promise<Record<string, number>>;
   close(): Promise<void>;

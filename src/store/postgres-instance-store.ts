@@ -1,10 +1,11 @@
 import pg from "pg";
 import { ConflictError } from "../errors.js";
-import type { InstanceRecord, InstanceStore, ResourceLimits } from "./instance-store.js";
+import type { InstanceRecord, InstanceFilter, InstanceStore, ResourceLimits } from "./instance-store.js";
 import { INSTANCES_KEY, checkAdmission } from "./instance-store.js";
 
 interface Row {
   run_id: string;
+  owner: string;
   container_name: string | null;
   container_type: string;
   image: string;
@@ -20,6 +21,7 @@ interface Row {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS affinetes_instances (
   run_id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL DEFAULT '',
   container_name TEXT,
   container_type TEXT NOT NULL,
   image TEXT NOT NULL,
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS affinetes_instances (
   num_cmd INTEGER NOT NULL DEFAULT 0,
   config JSONB NOT NULL
 );
+ALTER TABLE affinetes_instances ADD COLUMN IF NOT EXISTS owner TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS affinetes_instances_container_name ON affinetes_instances (container_name);
 `;
 
@@ -69,11 +72,12 @@ export class PostgresInstanceStore implements InstanceStore {
       const held = await this.allocatedWith(client, Object.keys(limits));
       checkAdmission(record, limits, held);
       await client.query(
-        `INSERT INTO affinetes_instances (run_id, container_name, container_type, image, resources, runtime_id, state,
+        `INSERT INTO affinetes_instances (run_id, owner, container_name, container_type, image, resources, runtime_id, state,
            created_at, last_used_at, num_cmd, config)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
         [
           record.runId,
+          record.owner,
           record.containerName ?? null,
           record.containerType,
           record.image,
@@ -129,12 +133,13 @@ export class PostgresInstanceStore implements InstanceStore {
     return (result.rowCount ?? 0) > 0;
   }
 
-  async list(filter: { runId?: string; containerName?: string } = {}): Promise<InstanceRecord[]> {
+  async list(filter: InstanceFilter = {}): Promise<InstanceRecord[]> {
     const { rows } = await this.pool.query<Row>(
       `SELECT * FROM affinetes_instances
        WHERE ($1::text IS NULL OR run_id = $1) AND ($2::text IS NULL OR container_name = $2)
+         AND ($3::text IS NULL OR owner = $3)
        ORDER BY created_at, run_id`,
-      [filter.runId ?? null, filter.containerName ?? null],
+      [filter.runId ?? null, filter.containerName ?? null, filter.owner ?? null],
     );
     return rows.map(fromRow);
   }
@@ -169,6 +174,7 @@ export class PostgresInstanceStore implements InstanceStore {
 function fromRow(row: Row): InstanceRecord {
   return {
     runId: row.run_id,
+    owner: row.owner,
     containerName: row.container_name ?? undefined,
     containerType: row.container_type,
     image: row.image,

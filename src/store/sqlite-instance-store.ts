@@ -2,11 +2,12 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { ConflictError } from "../errors.js";
-import type { InstanceRecord, InstanceStore, ResourceLimits } from "./instance-store.js";
+import type { InstanceRecord, InstanceFilter, InstanceStore, ResourceLimits } from "./instance-store.js";
 import { INSTANCES_KEY, checkAdmission } from "./instance-store.js";
 
 interface Row {
   run_id: string;
+  owner: string;
   container_name: string | null;
   container_type: string;
   image: string;
@@ -22,6 +23,7 @@ interface Row {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS instances (
   run_id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL DEFAULT '',
   container_name TEXT,
   container_type TEXT NOT NULL,
   image TEXT NOT NULL,
@@ -49,6 +51,7 @@ export class SqliteInstanceStore implements InstanceStore {
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("busy_timeout = 10000"); // other processes' admissions wait, they do not fail
     this.db.exec(SCHEMA);
+    migrate(this.db);
   }
 
   async admit(record: InstanceRecord, limits: ResourceLimits): Promise<void> {
@@ -60,9 +63,9 @@ export class SqliteInstanceStore implements InstanceStore {
       checkAdmission(record, limits, held);
       this.db
         .prepare(
-          `INSERT INTO instances (run_id, container_name, container_type, image, resources, runtime_id, state,
+          `INSERT INTO instances (run_id, owner, container_name, container_type, image, resources, runtime_id, state,
              created_at, last_used_at, num_cmd, config)
-           VALUES (@run_id, @container_name, @container_type, @image, @resources, @runtime_id, @state,
+           VALUES (@run_id, @owner, @container_name, @container_type, @image, @resources, @runtime_id, @state,
              @created_at, @last_used_at, @num_cmd, @config)`,
         )
         .run(toRow(record));
@@ -98,14 +101,19 @@ export class SqliteInstanceStore implements InstanceStore {
     return this.db.prepare("DELETE FROM instances WHERE run_id = ?").run(runId).changes > 0;
   }
 
-  async list(filter: { runId?: string; containerName?: string } = {}): Promise<InstanceRecord[]> {
+  async list(filter: InstanceFilter = {}): Promise<InstanceRecord[]> {
     const rows = this.db
       .prepare(
         `SELECT * FROM instances
          WHERE (@run_id IS NULL OR run_id = @run_id) AND (@container_name IS NULL OR container_name = @container_name)
+           AND (@owner IS NULL OR owner = @owner)
          ORDER BY created_at, run_id`,
       )
-      .all({ run_id: filter.runId ?? null, container_name: filter.containerName ?? null }) as Row[];
+      .all({
+        run_id: filter.runId ?? null,
+        container_name: filter.containerName ?? null,
+        owner: filter.owner ?? null,
+      }) as Row[];
     return rows.map(fromRow);
   }
 
@@ -138,6 +146,7 @@ export class SqliteInstanceStore implements InstanceStore {
 function toRow(record: InstanceRecord): Row {
   return {
     run_id: record.runId,
+    owner: record.owner,
     container_name: record.containerName ?? null,
     container_type: record.containerType,
     image: record.image,
@@ -154,6 +163,7 @@ function toRow(record: InstanceRecord): Row {
 function fromRow(row: Row): InstanceRecord {
   return {
     runId: row.run_id,
+    owner: row.owner,
     containerName: row.container_name ?? undefined,
     containerType: row.container_type,
     image: row.image,
@@ -165,4 +175,12 @@ function fromRow(row: Row): InstanceRecord {
     numCmd: row.num_cmd,
     config: JSON.parse(row.config) as Record<string, unknown>,
   };
+}
+
+/** Files written before the `owner` column existed gain it (their rows belong to no service). */
+function migrate(db: Database.Database): void {
+  const columns = db.prepare("PRAGMA table_info(instances)").all() as { name: string }[];
+  if (!columns.some((c) => c.name === "owner")) {
+    db.exec("ALTER TABLE instances ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
+  }
 }

@@ -24,6 +24,9 @@ export async function startHoldingClient(
 
 /** Sends a signal and waits for the client to exit; returns its exit code and signal. */
 export async function killAndWait(child: ChildProcess, signal: NodeJS.Signals) {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return { code: child.exitCode, signal: child.signalCode }; // exited already
+  }
   const exited = once(child, "exit");
   child.kill(signal);
   const [code, sig] = (await exited) as [number | null, NodeJS.Signals | null];

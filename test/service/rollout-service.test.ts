@@ -1,47 +1,16 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImageFromEnv } from "../../src/index.js";
-import { processIsAlive } from "../../src/runtime/labels.js";
 import { afsBin } from "../helpers/afs.js";
 import { killAndWait } from "../helpers/client-process.js";
 import { hasDocker, managedContainers } from "../helpers/docker.js";
 import { examplePath } from "../helpers/paths.js";
-
-interface Service {
-  child: ChildProcess;
-  url: string;
-}
-
-/** Starts `afs serve` as its own process, as users run it, on a free port. */
-async function serve(...args: string[]): Promise<Service> {
-  const db = join(mkdtempSync(join(tmpdir(), "affinetes-svc-")), "service.db");
-  const child = spawn(process.execPath, [afsBin, "serve", "--port", "0", "--db", db, ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on("data", (d: Buffer) => {
-      out += d.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(out);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once("exit", (code) => reject(new Error(`afs serve exited with ${code}: ${out}`)));
-  });
-  return { child, url };
-}
-
-async function call(service: Service, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await request(`${service.url}${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { "content-type": "application/json", ...headers },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
-}
+import type { Service } from "../helpers/service.js";
+import { call, serve } from "../helpers/service.js";
 
 describe("the rollout service (afs serve)", () => {
   let service: Service;
@@ -203,24 +172,9 @@ describe("the rollout service (afs serve)", () => {
       child.once("exit", (code) => reject(new Error(`arservice exited with ${code}: ${out}`)));
     });
     try {
-      expect(await call({ child, url }, "/health")).toEqual({ status: 200, json: { status: "ok" } });
+      expect(await call({ url }, "/health")).toEqual({ status: 200, json: { status: "ok" } });
     } finally {
       await killAndWait(child, "SIGTERM");
     }
-  });
-
-  it("stopping the service (SIGTERM) leaves no instance running", async () => {
-    const short = await serve();
-    await call(short, "/start_instance", {
-      run_id: "orphan",
-      environment_config: { container_type: "local" },
-    });
-    const stats = await call(short, "/stats?run_id=orphan");
-    expect((stats.json.instances as unknown[]).length).toBe(1);
-    const pidOut = await call(short, "/execute_command", { run_id: "orphan", cmd: "echo $PPID" });
-    const shellPid = Number((pidOut.json.result as { output: string }).output.trim());
-    await killAndWait(short.child, "SIGTERM");
-    for (let i = 0; i < 50 && processIsAlive(shellPid); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(processIsAlive(shellPid)).toBe(false);
   });
 });

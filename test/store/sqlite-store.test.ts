@@ -1,3 +1,4 @@
+import Database from "better-sqlite3";
 import { execFile } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,6 +36,30 @@ describe("sqlite store across processes", () => {
     expect(counts[0]! + counts[1]!).toBe(10);
     const store = new SqliteInstanceStore(shared);
     expect(await store.allocated(["instances"])).toEqual({ instances: 10 });
+    await store.close();
+  });
+});
+
+describe("sqlite store migration", () => {
+  it("opens a file written before the owner column existed, keeping its rows", async () => {
+    const old = join(mkdtempSync(join(tmpdir(), "affinetes-store-")), "service.db");
+    const db = new Database(old);
+    db.exec(`CREATE TABLE instances (run_id TEXT PRIMARY KEY, container_name TEXT, container_type TEXT NOT NULL,
+      image TEXT NOT NULL, resources TEXT NOT NULL, runtime_id TEXT, state TEXT NOT NULL,
+      created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL, num_cmd INTEGER NOT NULL DEFAULT 0,
+      config TEXT NOT NULL)`);
+    db.prepare(
+      `INSERT INTO instances VALUES ('old', NULL, 'docker', 'img', '{"cpus":1}', 'c1', 'running', 1, 2, 3, '{}')`,
+    ).run();
+    db.close();
+    const store = new SqliteInstanceStore(old);
+    expect(await store.get("old")).toMatchObject({
+      runId: "old",
+      owner: "",
+      numCmd: 3,
+      resources: { cpus: 1 },
+    });
+    expect(await store.allocated(["cpus", "instances"])).toEqual({ cpus: 1, instances: 1 });
     await store.close();
   });
 });

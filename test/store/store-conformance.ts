@@ -5,6 +5,7 @@ import type { InstanceRecord, InstanceStore } from "../../src/store/instance-sto
 export function record(runId: string, overrides: Partial<InstanceRecord> = {}): InstanceRecord {
   return {
     runId,
+    owner: "svc-a",
     containerName: undefined,
     containerType: "docker",
     image: "img:1",
@@ -95,7 +96,10 @@ export function storeConformance(target: StoreTarget): void {
     it("lists with filters, in creation order", async () => {
       await store.admit(record("r2", { containerName: "x", createdAt: 2 }), {});
       await store.admit(record("r1", { containerName: "y", createdAt: 1 }), {});
-      expect((await store.list()).map((r) => r.runId)).toEqual(["r1", "r2"]);
+      await store.admit(record("r3", { owner: "svc-b", createdAt: 3 }), {});
+      expect((await store.list()).map((r) => r.runId)).toEqual(["r1", "r2", "r3"]);
+      expect((await store.list({ owner: "svc-b" })).map((r) => r.runId)).toEqual(["r3"]);
+      expect((await store.list({ owner: "svc-a", containerName: "x" })).map((r) => r.runId)).toEqual(["r2"]);
       expect((await store.list({ containerName: "x" })).map((r) => r.runId)).toEqual(["r2"]);
       expect((await store.list({ runId: "r1" })).map((r) => r.runId)).toEqual(["r1"]);
     });

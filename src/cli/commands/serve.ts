@@ -1,14 +1,16 @@
-import { Command } from "commander";
+import { Command, Option } from "commander";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { stateDir } from "../../config.js";
-import { DockerRuntime } from "../../runtime/docker/docker-runtime.js";
-import { ProcessRuntime } from "../../runtime/process/process-runtime.js";
 import { buildHttpApp } from "../../service/http-app.js";
 import { RolloutService } from "../../service/rollout-service.js";
+import { serviceRuntimes } from "../../service/service-runtimes.js";
+import type { InstanceStore } from "../../store/instance-store.js";
+import { PostgresInstanceStore } from "../../store/postgres-instance-store.js";
 import { SqliteInstanceStore } from "../../store/sqlite-instance-store.js";
 import { UsageError } from "../exit-codes.js";
 import type { OutputFactory } from "../output.js";
-import { parsePositiveInt } from "../parse-values.js";
+import { parsePositiveInt, parseSeconds } from "../parse-values.js";
 
 interface ServeFlags {
   port: string;
@@ -16,6 +18,11 @@ interface ServeFlags {
   maxResources?: string;
   db?: string;
   apiKey?: string;
+  serviceId?: string;
+  idleTtl?: string;
+  onExit: "stop" | "keep";
+  maxOutputBytes?: string;
+  defaultTimeout?: string;
   json?: boolean;
 }
 
@@ -25,8 +32,27 @@ export function serveCommand(output: OutputFactory): Command {
     .option("--port <port>", "port to listen on (0 picks a free one)", "8008")
     .option("--host <address>", "address to listen on; other than loopback needs --api-key", "127.0.0.1")
     .option("--max-resources <json>", 'tracked limits, e.g. \'{"instances":10,"cpus":32,"memory_gb":128}\'')
-    .option("--db <path>", "SQLite file of the service's state (default in the state dir)")
+    .option(
+      "--db <path|url>",
+      "the service's state: a SQLite file (default in the state dir) or postgres://user:pass@host/db",
+    )
     .option("--api-key <key>", "require Authorization: Bearer <key> on every request")
+    .option(
+      "--service-id <id>",
+      "this service's identity in the store; a restart with the same id adopts its instances (default host:port)",
+    )
+    .option("--idle-ttl <seconds>", "close instances that ran no command for this long")
+    .addOption(
+      new Option("--on-exit <what>", "on SIGINT/SIGTERM: stop the instances, or keep them for the next start")
+        .choices(["stop", "keep"])
+        .default("stop"),
+    )
+    .option(
+      "--max-output-bytes <n>",
+      "cap of a command's output per stream; head and tail are kept",
+      "10485760",
+    )
+    .option("--default-timeout <seconds>", "command timeout when the request and instance give none", "600")
     .action(async (flags: ServeFlags) => {
       output(flags);
       const port = flags.port === "0" ? 0 : parsePositiveInt("--port", flags.port);
@@ -34,24 +60,36 @@ export function serveCommand(output: OutputFactory): Command {
       if (!loopback && !flags.apiKey)
         throw new UsageError(`--host ${flags.host} is not loopback: give --api-key`);
       const limits = parseLimits(flags.maxResources);
-      const store = new SqliteInstanceStore(flags.db ?? join(stateDir(), "service.db"));
-      const docker = new DockerRuntime();
-      const dockerAnswers = await docker.ping(2_000).then(
-        () => true,
-        () => false,
-      );
+      const idleTtlS =
+        flags.idleTtl === undefined ? undefined : parseSeconds("--idle-ttl", flags.idleTtl) / 1000;
+      const maxOutputBytes = parsePositiveInt("--max-output-bytes", flags.maxOutputBytes ?? "10485760");
+      const defaultTimeoutS = parseSeconds("--default-timeout", flags.defaultTimeout ?? "600") / 1000;
+      const store = await openStore(flags.db);
+      const runtimes = await serviceRuntimes();
       const service = new RolloutService({
         store,
         limits,
-        docker: dockerAnswers ? docker : undefined,
-        local: new ProcessRuntime(),
+        runtimes: runtimes.table,
+        serviceId: flags.serviceId ?? `${hostname()}:${flags.port}`,
+        maxOutputBytes,
+        defaultTimeoutS,
+        ...(idleTtlS !== undefined ? { idleTtlS } : {}),
       });
+      const recovered = await service.recover();
+      if (recovered.adopted.length + recovered.released.length + recovered.removed.length > 0) {
+        process.stdout.write(
+          `recovered: ${recovered.adopted.length} adopted, ${recovered.released.length} released, ` +
+            `${recovered.removed.length} orphans stopped\n`,
+        );
+      }
+      service.startIdleReaper();
       const app = buildHttpApp(service, { apiKey: flags.apiKey });
       const address = await app.listen({ port, host: flags.host });
       process.stdout.write(`affinetes rollout service listening on ${address}\n`);
       const stop = async () => {
         await app.close();
-        await service.shutdown(); // no reconcile across restarts yet: leave nothing running
+        await service.shutdown({ stopInstances: flags.onExit === "stop" });
+        await runtimes.close();
         await store.close();
         process.exit(0);
       };
@@ -59,6 +97,11 @@ export function serveCommand(output: OutputFactory): Command {
       process.once("SIGTERM", () => void stop());
       await new Promise(() => {}); // serve until a signal
     });
+}
+
+async function openStore(db: string | undefined): Promise<InstanceStore> {
+  if (db && /^postgres(ql)?:\/\//.test(db)) return PostgresInstanceStore.connect(db);
+  return new SqliteInstanceStore(db ?? join(stateDir(), "service.db"));
 }
 
 function parseLimits(text: string | undefined): Record<string, number> {
