@@ -70,7 +70,7 @@ export class RolloutService {
   async start(request: StartRequest): Promise<{ status: "success"; instance_id: string }> {
     const config = environmentOf(request);
     const runtime = this.runtimeFor(config.container_type);
-    if (config.container_type !== "local" && !config.image) {
+    if (!["local", "bubblewrap"].includes(config.container_type) && !config.image) {
       throw new ValidationError(
         "environment_config.image",
         `a ${config.container_type} instance needs an image`,

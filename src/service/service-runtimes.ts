@@ -1,4 +1,5 @@
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
+import { isolationMissing } from "../runtime/process/isolation.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { RuntimeTable } from "./rollout-service.js";
@@ -23,8 +24,8 @@ export async function serviceRuntimes(): Promise<ServiceRuntimes> {
     local: new ProcessRuntime(),
     docker: dockerAnswers ? docker : "no Docker engine answers on this server",
   };
-  for (const type of ["bubblewrap", "apptainer", "singularity", "enroot"]) {
-    table[type] ??= "not supported by this server yet";
+  for (const kind of ["bubblewrap", "apptainer", "singularity", "enroot"] as const) {
+    table[kind] = isolationMissing(kind) ?? new ProcessRuntime({ isolation: kind });
   }
   return {
     table,

@@ -9,6 +9,8 @@ export interface RunCommandOptions {
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** A command line the shell runs under (e.g. a sandboxing tool's), as `wrap... sh -c command`. */
+  wrap?: readonly string[];
 }
 
 /** Exit code reported for a command stopped by its timeout, as coreutils `timeout` does. */
@@ -22,7 +24,8 @@ export const TIMEOUT_EXIT_CODE = 124;
 export function runShellCommand(command: string, options: RunCommandOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(new AbortedError("command"));
-    const child = spawn("sh", ["-c", command], {
+    const [file = "sh", ...args] = [...(options.wrap ?? []), "sh", "-c", command];
+    const child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env,
       detached: true,

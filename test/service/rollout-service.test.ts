@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +10,9 @@ import { killAndWait } from "../helpers/client-process.js";
 import { hasDocker, managedContainers } from "../helpers/docker.js";
 import { examplePath } from "../helpers/paths.js";
 import type { Service } from "../helpers/service.js";
-import { call, serve } from "../helpers/service.js";
+import { call, run, serve } from "../helpers/service.js";
+
+const hasBwrap = spawnSync("bwrap", ["--version"]).status === 0;
 
 describe("the rollout service (afs serve)", () => {
   let service: Service;
@@ -90,6 +92,30 @@ describe("the rollout service (afs serve)", () => {
       );
     },
   );
+
+  it.skipIf(!hasBwrap)("runs a bubblewrap instance: read-only system, private working folder", async () => {
+    const start = await call(service, "/start_instance", {
+      run_id: "bw",
+      environment_config: { container_type: "bubblewrap" },
+    });
+    expect(start.status, JSON.stringify(start.json)).toBe(200);
+    expect(await run(service, "bw", "echo hi > mine.txt && cat mine.txt")).toBe("hi\n");
+    const escape = await call(service, "/execute_command", { run_id: "bw", cmd: "touch /etc/escape" });
+    expect(escape.json.result).toMatchObject({ returncode: 1, output: expect.stringMatching(/Read-only/) });
+    await call(service, "/close_instance", { run_id: "bw" });
+  });
+
+  it("refuses container types whose tool is missing, saying how to install it (apptainer, enroot)", async () => {
+    for (const type of ["apptainer", "singularity", "enroot"]) {
+      const res = await call(service, "/start_instance", {
+        run_id: `no-${type}`,
+        environment_config: { container_type: type, image: "img.sif" },
+      });
+      expect(res.status).toBe(400);
+      expect(res.json.detail).toMatch(new RegExp(`${type} is not available on this server: .*install it`));
+    }
+    expect((await call(service, "/get_available_resources")).json).toMatchObject({ instances: 10 });
+  });
 
   it("admits exactly 10 of 50 concurrent starts against instances: 10; the others get 429 naming what is short", async () => {
     const results = await Promise.all(

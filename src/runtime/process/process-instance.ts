@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InstanceGoneError, UnsupportedError } from "../../errors.js";
 import { runShellCommand } from "../../util/run-command.js";
+import { isolationArgs } from "./isolation.js";
 import { signalTagged } from "../../util/tagged-processes.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
@@ -64,8 +65,12 @@ export class ProcessInstance implements Instance {
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     // as `docker exec` into a stopped container, a command never runs in a stopped instance
     if (!this.alive()) throw new InstanceGoneError(this.record.name, "its process exited");
+    const cwd = options.cwd ?? this.record.envPath;
+    const isolation = this.record.isolation;
     return runShellCommand(command, {
-      cwd: options.cwd ?? this.record.envPath,
+      // confined, the shell starts in its folder inside the sandbox; the tool itself anywhere
+      cwd: isolation ? this.record.envPath : cwd,
+      ...(isolation ? { wrap: isolationArgs(isolation, cwd) } : {}),
       env: { ...process.env, ...this.envVars, ...options.env, [TAG_VARIABLE]: this.tag },
       timeoutMs: options.timeoutMs,
       signal: options.signal,

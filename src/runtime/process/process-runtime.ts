@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { configuredPython } from "../../config.js";
-import { AbortedError, InstanceStartError, ValidationError } from "../../errors.js";
+import { AbortedError, InstanceStartError, UnsupportedError, ValidationError } from "../../errors.js";
 import { readEnvFolder } from "../../image/env-folder.js";
 import type { EnvFolder } from "../../image/env-folder.js";
 import { serverScriptPath } from "../../server/server-files.js";
@@ -15,6 +15,8 @@ import type { Runtime } from "../runtime.js";
 import { validateInstanceName } from "../instance-name.js";
 import { readinessClient, waitForReady } from "../wait-for-ready.js";
 import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
+import type { IsolationKind } from "./isolation.js";
+import { checkIsolation, isolationBinary } from "./isolation.js";
 import { ProcessInstance, logFile } from "./process-instance.js";
 import type { ProcessRecord } from "./process-state.js";
 import {
@@ -32,6 +34,16 @@ const DEFAULT_START_TIMEOUT_MS = 60_000;
 export interface ProcessRuntimeOptions {
   /** Python interpreter; default `AFFINETES_PYTHON` or `python3`. */
   python?: string;
+  /**
+   * How shell sandboxes (`serve: false`) confine their commands: `none` (default, plain
+   * processes in their folder); `bubblewrap` (`bwrap`: read-only system, private working
+   * folder and /tmp, own pid namespace; `image` may name a root folder); `apptainer`,
+   * `singularity` or `enroot` (commands run in the container `image`, the working folder
+   * and a private /tmp bound in).
+   */
+  isolation?: IsolationKind;
+  /** The isolation tool's binary (default its usual name on the PATH). */
+  isolationBinary?: string;
 }
 
 /**
@@ -43,12 +55,17 @@ export class ProcessRuntime implements Runtime {
   readonly kind = "process" as const;
   private readonly python: string;
 
-  constructor(options: ProcessRuntimeOptions = {}) {
+  constructor(private readonly options: ProcessRuntimeOptions = {}) {
     this.python = options.python ?? configuredPython();
   }
 
   async start(spec: InstanceSpec, options: OperationOptions = {}): Promise<Instance> {
     if (spec.serve === false) return this.startSandbox(spec);
+    if (this.options.isolation && this.options.isolation !== "none") {
+      throw new UnsupportedError(
+        `${this.options.isolation} isolation confines shell sandboxes (serve: false), not method servers`,
+      );
+    }
     if (!spec.envPath) {
       throw new ValidationError("envPath", "the process runtime runs an environment folder: give envPath");
     }
@@ -78,6 +95,9 @@ export class ProcessRuntime implements Runtime {
       return new ProcessInstance(existing, true, spec.envVars);
     }
     if (existing) await new ProcessInstance(existing, false).stop();
+    const kind = this.options.isolation ?? "none";
+    const binary = kind === "none" ? "" : isolationBinary(kind, this.options.isolationBinary);
+    const image = kind === "none" ? "" : checkIsolation(kind, binary, spec.image);
     const workdir = spec.workdir ?? join(instanceDir(name), "work");
     await mkdir(instanceDir(name), { recursive: true }); // its record and log, whatever the workdir
     await mkdir(workdir, { recursive: true });
@@ -116,6 +136,9 @@ export class ProcessRuntime implements Runtime {
         [LABELS.serve]: "false",
         ...ownerLabels(),
       },
+      ...(kind !== "none"
+        ? { isolation: { kind, binary, image, workdir, tmp: await privateTmp(name) } }
+        : {}),
     };
     await writeRecord(record);
     return new ProcessInstance(record, false, spec.envVars, child);
@@ -272,6 +295,13 @@ export class ProcessRuntime implements Runtime {
   }
 
   async close(): Promise<void> {}
+}
+
+/** A confined sandbox's private /tmp, in its instance folder (removed with it). */
+async function privateTmp(name: string): Promise<string> {
+  const tmp = join(instanceDir(name), "tmp");
+  await mkdir(tmp, { recursive: true });
+  return tmp;
 }
 
 /** The server writes its port once it listens; until then we also watch for an early exit. */

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { stateDir } from "../../config.js";
 import { processIsAlive } from "../labels.js";
 import type { EnvType } from "../instance.js";
+import type { Isolation } from "./isolation.js";
 
 /** What the process runtime records about an instance, so any process can find it by name. */
 export interface ProcessRecord {
@@ -17,6 +18,8 @@ export interface ProcessRecord {
   /** The process's start time in clock ticks since boot (Linux), so a reused pid is never taken for it. */
   startTicks?: number;
   labels: Record<string, string>;
+  /** How a sandbox's commands are confined; absent: plain processes. */
+  isolation?: Isolation;
 }
 
 /** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat); undefined off Linux. */
