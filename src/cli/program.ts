@@ -6,6 +6,7 @@ import { initCommand } from "./commands/init.js";
 import { logsCommand } from "./commands/logs.js";
 import { lsCommand } from "./commands/ls.js";
 import { methodsCommand } from "./commands/methods.js";
+import { pollCommand } from "./commands/poll.js";
 import { runCommand } from "./commands/run.js";
 import { stopCommand } from "./commands/stop.js";
 import { serveCommand } from "./commands/serve.js";
@@ -37,6 +38,7 @@ export function buildProgram(version: string): Command {
     initCommand(output),
     gcCommand(output),
     serveCommand(output),
+    pollCommand(output),
   ]) {
     if (command.name() !== "call")
       command.option("--json", "machine-readable output (one JSON document on stdout)");
