@@ -74,7 +74,8 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$logdir/jobcomp.log
 NodeName=$node NodeAddr=127.0.0.1 $hw State=UNKNOWN
-PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+# The jobs holding instances mostly idle: up to 8 may share a core (OverSubscribe).
+PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 EOF
 )
 

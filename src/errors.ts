@@ -306,3 +306,15 @@ export class InstanceGoneError extends AffinetesError {
     this.id = id;
   }
 }
+
+/** A Slurm command failed (`sbatch`, `srun`, `scancel`, ...); `stderr` holds what it said. */
+export class SlurmError extends AffinetesError {
+  readonly command: string;
+  readonly stderr: string;
+
+  constructor(command: string, stderr: string, options?: { cause?: unknown }) {
+    super("SLURM", `${command} failed: ${stderr.trim() || "no output"}`, options);
+    this.command = command;
+    this.stderr = stderr;
+  }
+}

@@ -1,3 +1,4 @@
+import { shellQuote } from "../util/shell-quote.js";
 import { EventEmitter } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -248,9 +249,4 @@ function wrapCommand(command: string, options: ExecOptions): string {
     .join("");
   const cd = options.cwd ? `cd ${shellQuote(options.cwd)} && ` : "";
   return `${env}${cd}${command}`;
-}
-
-/** Single-quotes a value for sh. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
 }

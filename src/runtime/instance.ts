@@ -4,7 +4,7 @@ import type { OperationOptions } from "../util/deadline.js";
 export type EnvType = "function_based" | "http_based";
 
 /** The implementations of the runtime extension point. */
-export type RuntimeKind = "process" | "docker";
+export type RuntimeKind = "process" | "docker" | "slurm";
 
 /** Restart policy of an instance; `always` brings a crashed container back. */
 export type RestartPolicy = "no" | "always" | "on-failure" | "unless-stopped";
@@ -50,6 +50,8 @@ export interface InstanceSpec {
   pull?: boolean;
   /** The instance outlives its client: exit handlers and garbage collection leave it alone. */
   keep?: boolean;
+  /** Extra arguments of the scheduler's submit command, e.g. `["--partition=gpu", "--time=1:00:00"]` (slurm). */
+  schedulerArgs?: readonly string[];
 }
 
 /** Options of `Instance.exec`. */

@@ -1,5 +1,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 
+/** The environment variable tagging every process a command in an instance starts. */
+export const INSTANCE_TAG_VARIABLE = "AFFINETES_INSTANCE_TAG";
+
 /**
  * The pids of this user's processes whose environment holds `name=value`. Children
  * inherit the environment, so this finds every process a command started, also those

@@ -6,7 +6,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { InstanceGoneError, UnsupportedError } from "../../errors.js";
 import { runShellCommand } from "../../util/run-command.js";
 import { isolationArgs } from "./isolation.js";
-import { signalTagged } from "../../util/tagged-processes.js";
+import { INSTANCE_TAG_VARIABLE, signalTagged } from "../../util/tagged-processes.js";
+import { followFile } from "../../util/follow-file.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
 import { LABELS } from "../labels.js";
@@ -14,9 +15,6 @@ import type { ProcessRecord } from "./process-state.js";
 import { instanceDir, recordIsAlive, removeInstanceDir } from "./process-state.js";
 
 const STOP_GRACE_MS = 3_000;
-
-/** Tags every process a command starts, so stopping the instance also ends what the commands left behind. */
-const TAG_VARIABLE = "AFFINETES_INSTANCE_TAG";
 
 /** An environment served by a local subprocess (its own process group). */
 export class ProcessInstance implements Instance {
@@ -71,7 +69,7 @@ export class ProcessInstance implements Instance {
       // confined, the shell starts in its folder inside the sandbox; the tool itself anywhere
       cwd: isolation ? this.record.envPath : cwd,
       ...(isolation ? { wrap: isolationArgs(isolation, cwd) } : {}),
-      env: { ...process.env, ...this.envVars, ...options.env, [TAG_VARIABLE]: this.tag },
+      env: { ...process.env, ...this.envVars, ...options.env, [INSTANCE_TAG_VARIABLE]: this.tag },
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       maxOutputBytes: options.maxOutputBytes,
@@ -83,21 +81,8 @@ export class ProcessInstance implements Instance {
     return tailLines(text, options.tail);
   }
 
-  async *followLogs(options: { tail?: number; signal?: AbortSignal } = {}): AsyncIterable<string> {
-    const file = logFile(this.record.name);
-    let text = await readFile(file, "utf8").catch(() => "");
-    yield tailLines(text, options.tail);
-    let offset = Buffer.byteLength(text);
-    while (!options.signal?.aborted) {
-      await sleep(200, undefined, { signal: options.signal }).catch(() => undefined);
-      const buffer = await readFile(file).catch(() => undefined);
-      if (!buffer) return; // the instance was stopped and its folder removed
-      if (buffer.length > offset) {
-        text = buffer.subarray(offset).toString("utf8");
-        offset = buffer.length;
-        yield text;
-      }
-    }
+  followLogs(options: { tail?: number; signal?: AbortSignal } = {}): AsyncIterable<string> {
+    return followFile(logFile(this.record.name), options);
   }
 
   async isRunning(): Promise<boolean> {
@@ -128,7 +113,7 @@ export class ProcessInstance implements Instance {
   stopSync(): void {
     if (this.stopping) return;
     this.signalGroup("SIGKILL");
-    signalTagged(TAG_VARIABLE, this.tag, "SIGKILL");
+    signalTagged(INSTANCE_TAG_VARIABLE, this.tag, "SIGKILL");
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -138,7 +123,7 @@ export class ProcessInstance implements Instance {
   private async terminate(): Promise<void> {
     this.signalGroup("SIGTERM");
     if (!(await this.exited(STOP_GRACE_MS))) this.signalGroup("SIGKILL");
-    signalTagged(TAG_VARIABLE, this.tag, "SIGKILL");
+    signalTagged(INSTANCE_TAG_VARIABLE, this.tag, "SIGKILL");
     await removeInstanceDir(this.record.name);
   }
 

@@ -1,7 +1,5 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { stateDir } from "../../config.js";
+import { RecordFolder } from "../record-folder.js";
 import { processIsAlive } from "../labels.js";
 import type { EnvType } from "../instance.js";
 import type { Isolation } from "./isolation.js";
@@ -41,37 +39,30 @@ export function recordIsAlive(record: ProcessRecord): boolean {
   return record.startTicks === undefined || processStartTicks(record.pid) === record.startTicks;
 }
 
+/** The records of process instances: `<state dir>/process/<name>/state.json`. */
+const records = new RecordFolder<ProcessRecord>("process");
+
 /** The folder holding process instances' records and logs: `<state dir>/process`. */
 export function processRoot(): string {
-  return join(stateDir(), "process");
+  return records.root;
 }
 
 export function instanceDir(name: string): string {
-  return join(processRoot(), name);
+  return records.dir(name);
 }
 
-export async function readRecord(name: string): Promise<ProcessRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(join(instanceDir(name), "state.json"), "utf8")) as ProcessRecord;
-  } catch {
-    return undefined;
-  }
+export function readRecord(name: string): Promise<ProcessRecord | undefined> {
+  return records.read(name);
 }
 
-export async function writeRecord(record: ProcessRecord): Promise<void> {
-  const dir = instanceDir(record.name);
-  await mkdir(dir, { recursive: true });
-  const tmp = join(dir, "state.json.tmp");
-  await writeFile(tmp, JSON.stringify(record, null, 2));
-  await rename(tmp, join(dir, "state.json")); // atomic: readers never see half a record
+export function writeRecord(record: ProcessRecord): Promise<void> {
+  return records.write(record);
 }
 
-export async function listRecords(): Promise<ProcessRecord[]> {
-  const names = await readdir(processRoot()).catch(() => [] as string[]);
-  const records = await Promise.all(names.map((name) => readRecord(name)));
-  return records.filter((r): r is ProcessRecord => r !== undefined);
+export function listRecords(): Promise<ProcessRecord[]> {
+  return records.list();
 }
 
-export async function removeInstanceDir(name: string): Promise<void> {
-  await rm(instanceDir(name), { recursive: true, force: true });
+export function removeInstanceDir(name: string): Promise<void> {
+  return records.remove(name);
 }

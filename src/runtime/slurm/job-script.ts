@@ -1,0 +1,84 @@
+import { shellQuote } from "../../util/shell-quote.js";
+import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
+
+/** The in-image port of the method server (as the docker runtime publishes it). */
+export const CONTAINER_SERVER_PORT = 8000;
+
+/** Where a job's method server writes its port on the node; `srun` reads it back. */
+export function portFilePath(jobId: string): string {
+  return `/tmp/affinetes-slurm-${jobId}.port`;
+}
+
+/** A job holding a shell sandbox: an idle shell on the node; commands arrive through `srun`. */
+export function shellJobScript(): string {
+  return `#!/bin/sh\n${KEEP_ALIVE_SCRIPT}\n`;
+}
+
+/**
+ * A job running the method server of an environment folder on the node (which must see
+ * the folder and affinetes' server script: a shared file system, as usual with Slurm).
+ * The server picks a free port and writes it where `portFilePath` says.
+ */
+export function serverJobScript(options: {
+  python: string;
+  serverScript: string;
+  envFile: string;
+  envType: string;
+}): string {
+  return [
+    "#!/bin/sh",
+    'port_file="/tmp/affinetes-slurm-$SLURM_JOB_ID.port"',
+    `export AFFINETES_ENV_PATH=${shellQuote(options.envFile)} AFFINETES_ENV_TYPE=${options.envType}`,
+    'export AFFINETES_HOST=0.0.0.0 AFFINETES_PORT=0 AFFINETES_PORT_FILE="$port_file"',
+    "unset AFFINETES_PARENT_PID", // the job, not the submitting client, holds the server
+    `${shellQuote(options.python)} ${shellQuote(options.serverScript)} &`,
+    "pid=$!",
+    // scancel sends TERM: stop the server, forget the port
+    `trap 'kill $pid 2>/dev/null; wait $pid; rm -f "$port_file"; exit 0' TERM INT`,
+    "wait $pid",
+    "status=$?",
+    'rm -f "$port_file"',
+    "exit $status",
+    "",
+  ].join("\n");
+}
+
+/**
+ * A job holding a Docker container on the node: the image's method server (published on
+ * a free port) or, for a sandbox, an idle shell. The container lives as long as the job:
+ * when the job is cancelled or ends, it is removed.
+ */
+export function dockerJobScript(options: {
+  container: string;
+  image: string;
+  serves: boolean;
+  workdir?: string | undefined;
+  envKeys: readonly string[];
+  cpus?: number | undefined;
+  memoryBytes?: number | undefined;
+  labels: Readonly<Record<string, string>>;
+}): string {
+  const flags = [
+    "--rm",
+    `--name ${shellQuote(options.container)}`,
+    ...Object.entries(options.labels).map(([k, v]) => `--label ${shellQuote(`${k}=${v}`)}`),
+    ...options.envKeys.map((key) => `-e ${shellQuote(key)}`), // values come from the job's environment
+    ...(options.cpus ? [`--cpus ${options.cpus}`] : []),
+    ...(options.memoryBytes ? [`--memory ${options.memoryBytes} --memory-swap ${options.memoryBytes}`] : []),
+    ...(options.workdir ? [`-w ${shellQuote(options.workdir)}`] : []),
+    ...(options.serves ? [`-p ${CONTAINER_SERVER_PORT}`] : []),
+  ].join(" ");
+  const command = options.serves ? "" : ` sh -c ${shellQuote(KEEP_ALIVE_SCRIPT)}`;
+  return [
+    "#!/bin/sh",
+    `name=${shellQuote(options.container)}`,
+    `trap 'docker rm -f "$name" >/dev/null 2>&1; exit 0' TERM INT`,
+    `docker run ${flags} ${shellQuote(options.image)}${command} &`,
+    "pid=$!",
+    "wait $pid",
+    "status=$?",
+    'docker rm -f "$name" >/dev/null 2>&1',
+    "exit $status",
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,261 @@
+import { spawnSync } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { InstanceGoneError, UnsupportedError } from "../../errors.js";
+import { followFile } from "../../util/follow-file.js";
+import { runShellCommand } from "../../util/run-command.js";
+import { shellQuote } from "../../util/shell-quote.js";
+import { INSTANCE_TAG_VARIABLE } from "../../util/tagged-processes.js";
+import { tailLines } from "../../util/tail-lines.js";
+import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
+import { LABELS } from "../labels.js";
+import type { RecordFolder } from "../record-folder.js";
+import type { Isolation } from "../process/isolation.js";
+import { isolationArgs } from "../process/isolation.js";
+import type { JobState, SlurmCommands } from "./slurm-cli.js";
+import { isActive, jobState, slurmCommand } from "./slurm-cli.js";
+
+/** What the slurm runtime records about an instance (one Slurm job). */
+export interface SlurmRecord {
+  name: string;
+  jobId: string;
+  /** What the job holds: a shell on the node, a method server process, or a Docker container. */
+  holds: "shell" | "server" | "docker";
+  /** The container's name, when the job holds one. */
+  container?: string;
+  /** How a shell sandbox's commands are confined on the node. */
+  isolation?: Isolation;
+  envName: string;
+  envType: EnvType;
+  /** The sandbox's working folder (commands start there). */
+  workdir?: string;
+  /** `http://node-address:port` of a method server. */
+  endpoint?: string;
+  image?: string;
+  startedAt: string;
+  labels: Record<string, string>;
+}
+
+/** The job's output (the server's log, the container's output), as `sbatch --output` wrote it. */
+export function jobLogFile(records: RecordFolder<SlurmRecord>, name: string): string {
+  return join(records.dir(name), "job.log");
+}
+
+/**
+ * srun's own reports of how a step's task ended ("srun: error: node: task 0: Exited with
+ * exit code 3"): the exit code says it already; they are not the command's output.
+ */
+const SRUN_TASK_REPORT =
+  /^srun: (error: \S+: tasks? [\d,-]+: (Exited with exit code \d+|Killed|Terminated)|Job step aborted.*|Force Terminated.*|launch\/slurm: _step_signal: .*)\n/gm;
+
+const WATCH_INTERVAL_MS = 2_000;
+/** How long past a command's timeout the client waits for the node to report it. */
+const BACKSTOP_MS = 15_000;
+const STOP_WAIT_MS = 30_000;
+
+/** An instance held by a Slurm job: commands run as job steps (`srun --jobid --overlap`). */
+export class SlurmInstance implements Instance {
+  readonly runtime = "slurm" as const;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly record: SlurmRecord,
+    readonly reused: boolean,
+    private readonly commands: SlurmCommands,
+    private readonly records: RecordFolder<SlurmRecord>,
+    private readonly envVars: Readonly<Record<string, string>> = {},
+  ) {}
+
+  get id(): string {
+    return `slurm-${this.record.jobId}`;
+  }
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  get jobId(): string {
+    return this.record.jobId;
+  }
+
+  get host(): string {
+    return this.record.endpoint ? new URL(this.record.endpoint).hostname : "slurm";
+  }
+
+  get envType(): EnvType {
+    return this.record.envType;
+  }
+
+  get serves(): boolean {
+    return this.record.labels[LABELS.serve] !== "false";
+  }
+
+  get keep(): boolean {
+    return this.record.labels[LABELS.keep] === "true";
+  }
+
+  endpoint(): string {
+    if (!this.serves || !this.record.endpoint)
+      throw new UnsupportedError(`${this.record.name} is a shell sandbox: it runs no method server`);
+    return this.record.endpoint;
+  }
+
+  /**
+   * Runs `command` as a step of the job, on its node: in the container when the job holds
+   * one, confined when the sandbox is. The timeout is enforced on the node (`timeout`),
+   * so the step ends there too; a job that ended is reported as `InstanceGoneError`.
+   */
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const cwd = options.cwd ?? this.record.workdir;
+    const env = { ...this.envVars, ...options.env };
+    const seconds =
+      options.timeoutMs !== undefined ? Math.max(1, Math.ceil(options.timeoutMs / 1000)) : undefined;
+    const timeout = seconds !== undefined ? ["timeout", "-k", "5", String(seconds)] : [];
+    const wrap = [this.commands.srun, `--jobid=${this.record.jobId}`, "--overlap", "--quiet"];
+    if (this.record.holds === "docker") {
+      const envFlags = Object.keys(env).flatMap((key) => ["-e", key]);
+      wrap.push(
+        "docker",
+        "exec",
+        "-i",
+        ...(cwd ? ["-w", cwd] : []),
+        ...envFlags,
+        this.record.container ?? "",
+      );
+      wrap.push(...timeout); // inside the container: killing `docker exec` would not end the command
+    } else {
+      if (cwd) wrap.push(`--chdir=${cwd}`);
+      wrap.push(...timeout);
+      if (this.record.isolation && cwd) wrap.push(...isolationArgs(this.record.isolation, cwd));
+    }
+    const result = await runShellCommand(command, {
+      // srun exports the environment to the step; the tag marks what the command starts
+      env: { ...process.env, ...env, [INSTANCE_TAG_VARIABLE]: this.tag },
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs + BACKSTOP_MS } : {}),
+      signal: options.signal,
+      maxOutputBytes: options.maxOutputBytes,
+      wrap,
+    });
+    if (result.exitCode !== 0 && /^srun: error:/m.test(result.stderr)) {
+      const state = await this.settledState();
+      if (!state || !isActive(state.state)) {
+        throw new InstanceGoneError(
+          this.record.name,
+          `its Slurm job ${this.record.jobId} ${describe(state)}`,
+        );
+      }
+    }
+    return {
+      ...result,
+      stderr: result.stderr.replace(SRUN_TASK_REPORT, ""),
+      timedOut: result.timedOut || (seconds !== undefined && result.exitCode === 124),
+    };
+  }
+
+  async logs(options: { tail?: number } = {}): Promise<string> {
+    const text = await readFile(jobLogFile(this.records, this.record.name), "utf8").catch(() => "");
+    return tailLines(text, options.tail);
+  }
+
+  followLogs(options: { tail?: number; signal?: AbortSignal } = {}): AsyncIterable<string> {
+    return followFile(jobLogFile(this.records, this.record.name), options);
+  }
+
+  async isRunning(): Promise<boolean> {
+    const state = await jobState(this.commands, this.record.jobId).catch(() => undefined);
+    return state?.state === "RUNNING";
+  }
+
+  /** Reports the job ending (polled: Slurm has no event stream for clients). */
+  watch(listener: (event: InstanceEvent) => void): () => void {
+    let wasRunning = true;
+    const timer = setInterval(() => {
+      void this.isRunning().then((running) => {
+        if (wasRunning && !running) listener("exited");
+        wasRunning = running;
+      });
+    }, WATCH_INTERVAL_MS);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  async refresh(): Promise<void> {}
+
+  /** A job that ended does not come back (Slurm would start a new one: a new instance). */
+  async revive(): Promise<boolean> {
+    return this.isRunning();
+  }
+
+  async detach(): Promise<void> {}
+
+  stop(): Promise<void> {
+    this.stopping ??= this.cancel();
+    return this.stopping;
+  }
+
+  stopSync(): void {
+    if (this.stopping) return;
+    spawnSync(this.commands.scancel, [this.record.jobId], { timeout: 10_000 });
+    this.records.removeSync(this.record.name);
+  }
+
+  /** The job's state, waiting briefly while it is COMPLETING for the final one (CANCELLED, FAILED, ...). */
+  private async settledState(): Promise<JobState | undefined> {
+    for (let i = 0; ; i++) {
+      const state = await jobState(this.commands, this.record.jobId).catch(() => undefined);
+      if (state?.state !== "COMPLETING" || i >= 40) return state;
+      await sleep(50);
+    }
+  }
+
+  /** Unique to the job: what its commands start carries it in their environment. */
+  private get tag(): string {
+    return `slurm-${this.record.jobId}`;
+  }
+
+  /**
+   * Ends, on the node, what the commands left behind outside the job's process tree
+   * (`setsid`, daemons), which a Slurm without cgroup tracking would miss: the processes
+   * whose environment carries this instance's tag.
+   */
+  private async killTagged(): Promise<void> {
+    const script = `for p in /proc/[0-9]*; do grep -qzx ${shellQuote(`${INSTANCE_TAG_VARIABLE}=${this.tag}`)} "$p/environ" 2>/dev/null && kill -9 "\${p#/proc/}" 2>/dev/null; done; exit 0`;
+    await slurmCommand(
+      this.commands.srun,
+      [`--jobid=${this.record.jobId}`, "--overlap", "--quiet", "sh", "-c", script],
+      { timeoutMs: 20_000 },
+    ).catch(() => undefined); // the job may have ended already: nothing left to kill
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /** Cancels the job and waits until it has ended (its container removed), then forgets it. */
+  private async cancel(): Promise<void> {
+    if (this.record.holds !== "docker") await this.killTagged();
+    await slurmCommand(this.commands.scancel, [this.record.jobId]).catch(() => undefined);
+    const deadline = Date.now() + STOP_WAIT_MS;
+    while (Date.now() < deadline) {
+      const state = await jobState(this.commands, this.record.jobId).catch(() => undefined);
+      if (!state || (!isActive(state.state) && state.state !== "COMPLETING")) break;
+      await sleep(50);
+    }
+    await this.records.remove(this.record.name);
+  }
+}
+
+/** "ended: CANCELLED", "ended: FAILED (exit 3:0)", or "is unknown to Slurm". */
+export function describe(
+  state: { state: string; reason?: string | undefined; exitCode?: string | undefined } | undefined,
+): string {
+  if (!state) return "is unknown to Slurm (ended long ago, or never existed)";
+  const detail = [
+    state.reason,
+    state.exitCode && state.exitCode !== "0:0" ? `exit ${state.exitCode}` : undefined,
+  ]
+    .filter(Boolean)
+    .join(", ");
+  return `${isActive(state.state) ? "is" : "ended:"} ${state.state}${detail ? ` (${detail})` : ""}`;
+}
