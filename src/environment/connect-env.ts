@@ -7,6 +7,7 @@ import type { DockerConnection } from "../runtime/docker/docker-connection.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import type { Instance } from "../runtime/instance.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
+import { SlurmRuntime } from "../runtime/slurm/slurm-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { parseOptions } from "../util/validate.js";
 import type { RemoteMethods } from "./environment.js";
@@ -15,8 +16,8 @@ import { openEnvironment } from "./open-environment.js";
 
 /** Options of `connectEnv`. */
 export interface ConnectEnvOptions {
-  /** Where to look; default: docker (when an engine answers), then process. */
-  mode?: "docker" | "process";
+  /** Where to look; default: docker (when an engine answers), process, and Slurm jobs submitted from here. */
+  mode?: "docker" | "process" | "slurm";
   loadBalance?: LoadBalanceStrategy;
   /** Client-side bound of a call without `timeoutMs` or `_timeout` (default 300 000 ms). */
   callTimeoutMs?: number;
@@ -32,7 +33,7 @@ export interface ConnectEnvOptions {
 export type RuntimeChoice = Pick<ConnectEnvOptions, "mode" | "docker" | "hosts" | "ssh">;
 
 const schema = z.strictObject({
-  mode: z.enum(["docker", "process"]).optional(),
+  mode: z.enum(["docker", "process", "slurm"]).optional(),
   loadBalance: z.enum(["random", "round_robin", "least_busy"]).optional(),
   callTimeoutMs: z.number().int().positive().optional(),
   docker: z.unknown().optional(),
@@ -92,10 +93,13 @@ export async function runningEnvironmentNames(options: RuntimeChoice = {}): Prom
 }
 
 /**
- * The runtimes to search: each remote host given (which must answer), the local docker
- * engine when it answers, and the process runtime. Release them with `closeAll`.
+ * The runtimes to search: each remote host given (which must answer), Slurm when
+ * jobs were submitted from here, the local docker engine when it answers, and the
+ * process runtime. Release them with `closeAll`.
  */
 export async function runtimesFor(options: RuntimeChoice): Promise<Runtime[]> {
+  const slurm = new SlurmRuntime();
+  if (options.mode === "slurm") return [slurm];
   const runtimes: Runtime[] = [];
   try {
     for (const spec of options.hosts ?? []) {
@@ -107,6 +111,7 @@ export async function runtimesFor(options: RuntimeChoice): Promise<Runtime[]> {
       runtimes.push(remote);
       await remote.ping(10_000);
     }
+    if (options.mode === undefined && (await slurm.hasInstances())) runtimes.push(slurm);
     if (options.mode !== "process") {
       const docker = new DockerRuntime(options.docker ? { connection: options.docker } : {});
       const answers = await docker.ping(2_000).then(

@@ -21,6 +21,7 @@ import type { RemoteMethods } from "./environment.js";
 import type { EnvironmentHandle } from "./open-environment.js";
 import { openEnvironment } from "./open-environment.js";
 import { LABELS } from "../runtime/labels.js";
+import { SlurmRuntime } from "../runtime/slurm/slurm-runtime.js";
 import { randomBytes } from "node:crypto";
 
 /** Options of `loadEnv`: the Python affinetes' `load_env` options, camelCased. */
@@ -29,8 +30,14 @@ export interface LoadEnvOptions extends OperationOptions {
   image?: string;
   /** Environment folder: run directly (process) or built into an image first (docker). */
   envPath?: string;
-  /** Where to run. Default: docker for `image`; for `envPath`, docker when an engine answers, else process. */
-  mode?: "docker" | "process";
+  /**
+   * Where to run. Default: docker for `image`; for `envPath`, docker when an engine
+   * answers, else process. `slurm` runs each replica as a Slurm job submitted from this
+   * machine: `image` in a Docker container on its node, or `envPath`'s server on the node.
+   */
+  mode?: "docker" | "process" | "slurm";
+  /** Slurm settings of mode `slurm`: `sbatchArgs` for every job (`--partition=gpu`, `--time=2:00:00`). */
+  slurm?: { sbatchArgs?: string[] };
   /** Environment variables for the instances. */
   envVars?: Record<string, string>;
   /** Overrides the detected type. */
@@ -76,7 +83,8 @@ const schema = z
   .strictObject({
     image: imageRefSchema.optional(),
     envPath: z.string().min(1).optional(),
-    mode: z.enum(["docker", "process"]).optional(),
+    mode: z.enum(["docker", "process", "slurm"]).optional(),
+    slurm: z.strictObject({ sbatchArgs: z.array(z.string().min(1)).optional() }).optional(),
     envVars: z.record(z.string(), z.string()).optional(),
     envType: z.enum(["function_based", "http_based"]).optional(),
     containerName: z.string().optional(),
@@ -141,10 +149,10 @@ export async function loadEnv<M extends object = RemoteMethods>(
     options.memLimit !== undefined ? parseMemorySize("memLimit", options.memLimit) : undefined;
   const hosts = (options.hosts ?? ["localhost"]).map((h, i) => parseHostAddress(h, `hosts.${i}`));
   const mode = await resolveMode(options);
-  if (mode === "process" && hosts.some((h) => h.kind === "ssh")) {
+  if (mode !== "docker" && hosts.some((h) => h.kind === "ssh")) {
     throw new ValidationError(
       "hosts",
-      "the process runtime runs on this machine only; use mode docker for remote hosts",
+      `mode ${mode} does not take hosts (${mode === "slurm" ? "Slurm places the jobs" : "it runs on this machine only"}); use mode docker for remote hosts`,
     );
   }
   const { runtimes, spec } = await prepare(options, mode, hosts, {
@@ -197,6 +205,7 @@ async function prepare(
     forceRecreate: options.forceRecreate ?? false,
     keep: options.cleanup === false,
   };
+  if (mode === "slurm") return prepareSlurm(options, common, limits);
   if (mode === "process") {
     if (options.envPath === undefined) {
       throw new ValidationError(
@@ -243,6 +252,25 @@ async function prepare(
     runtimes,
     spec: { ...common, ...limits, envName, image, pull: options.pull ?? false, restartPolicy: "always" },
   };
+}
+
+/** Mode slurm: an image runs in a Docker container held by each job; an envPath's server runs on the node. */
+async function prepareSlurm(
+  options: LoadEnvOptions,
+  common: InstanceSpec,
+  limits: Pick<InstanceSpec, "memoryBytes" | "cpus">,
+): Promise<{ runtimes: Runtime[]; spec: InstanceSpec }> {
+  const sbatchArgs = options.slurm?.sbatchArgs ?? [];
+  if (options.image !== undefined) {
+    const runtime = new SlurmRuntime({ container: "docker", sbatchArgs });
+    return {
+      runtimes: [runtime],
+      spec: { ...common, ...limits, envName: imageEnvName(options.image), image: options.image },
+    };
+  }
+  const folder = await readEnvFolder(options.envPath as string, options.envType);
+  const runtime = new SlurmRuntime({ sbatchArgs, ...(options.python ? { python: options.python } : {}) });
+  return { runtimes: [runtime], spec: { ...common, ...limits, envName: folder.name, envPath: folder.path } };
 }
 
 /**

@@ -16,7 +16,7 @@ import {
 import type { EnvironmentHandle, LoadEnvOptions } from "../../src/index.js";
 
 export interface LoadEnvTarget {
-  mode: "docker" | "process";
+  mode: "docker" | "process" | "slurm";
   /** Options that load the named example ("calculator" or "actor") in this mode. */
   options: (example: "calculator" | "actor", extra?: Partial<LoadEnvOptions>) => LoadEnvOptions;
   /** Whether the instance with this id still exists. */

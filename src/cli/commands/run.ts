@@ -21,6 +21,7 @@ interface RunFlags {
   mode?: string;
   loadBalance?: string;
   host: string[];
+  sbatchArg: string[];
   json?: boolean;
 }
 
@@ -42,7 +43,13 @@ export function runCommand(output: OutputFactory): Command {
     .option("--mem-limit <size>", 'memory limit per instance, e.g. "512m", "1g"')
     .option("--cpu-limit <cores>", "CPU limit per instance, e.g. 1.5")
     .option("--replicas <n>", "number of instances")
-    .option("--mode <mode>", "docker or process (default: docker when an engine answers)")
+    .option("--mode <mode>", "docker, process or slurm (default: docker when an engine answers)")
+    .option(
+      "--sbatch-arg <arg>",
+      "sbatch argument of mode slurm, e.g. --sbatch-arg=--time=1:00:00 (repeatable)",
+      collect,
+      [],
+    )
     .option("--load-balance <strategy>", "random, round_robin or least_busy")
     .option(
       "--host <host>",
@@ -52,7 +59,7 @@ export function runCommand(output: OutputFactory): Command {
     )
     .addHelpText(
       "after",
-      "\nExamples:\n  afs run calculator:latest --name calc\n  afs run --dir examples/calculator --mode process --name calc",
+      "\nExamples:\n  afs run calculator:latest --name calc\n  afs run --dir examples/calculator --mode process --name calc\n  afs run calculator:latest --mode slurm --replicas 2 --sbatch-arg=--time=2:00:00",
     )
     .action(async (image: string | undefined, flags: RunFlags) => run(output(flags), image, flags));
 }
@@ -60,9 +67,11 @@ export function runCommand(output: OutputFactory): Command {
 async function run(out: Output, image: string | undefined, flags: RunFlags): Promise<void> {
   if ((image === undefined) === (flags.dir === undefined))
     throw new UsageError("give an IMAGE or --dir PATH (one of them)");
-  if (flags.mode !== undefined && flags.mode !== "docker" && flags.mode !== "process") {
-    throw new UsageError(`--mode must be docker or process, got ${flags.mode}`);
+  if (flags.mode !== undefined && !["docker", "process", "slurm"].includes(flags.mode)) {
+    throw new UsageError(`--mode must be docker, process or slurm, got ${flags.mode}`);
   }
+  if (flags.sbatchArg.length && flags.mode !== "slurm")
+    throw new UsageError("--sbatch-arg needs --mode slurm");
   const envVars = { ...readDotEnv(process.cwd()), ...parseKeyValues(flags.env, "--env") };
   const options: LoadEnvOptions = {
     envVars,
@@ -76,15 +85,16 @@ async function run(out: Output, image: string | undefined, flags: RunFlags): Pro
       ? { loadBalance: flags.loadBalance as LoadEnvOptions["loadBalance"] }
       : {}),
     ...(flags.host.length ? { hosts: flags.host } : {}),
+    ...(flags.sbatchArg.length ? { slurm: { sbatchArgs: flags.sbatchArg } } : {}),
     onProgress: (line: string) => out.line(line),
   };
   const mode = flags.mode ?? (image !== undefined ? "docker" : await defaultMode());
   if (image !== undefined) {
     options.image = image;
-    options.mode = mode as "docker" | "process";
-  } else if (mode === "process") {
+    options.mode = mode as "docker" | "process" | "slurm";
+  } else if (mode === "process" || mode === "slurm") {
     options.envPath = flags.dir;
-    options.mode = "process";
+    options.mode = mode;
   } else {
     options.image = await build(out, flags);
     options.mode = "docker";

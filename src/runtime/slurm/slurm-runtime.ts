@@ -75,6 +75,11 @@ export class SlurmRuntime implements Runtime {
     await slurmCommand(this.commands.squeue, ["--me", "-h", "-o", "%i"], { timeoutMs: 10_000 });
   }
 
+  /** Whether any instance was submitted from this machine (and not yet removed): no Slurm call. */
+  async hasInstances(): Promise<boolean> {
+    return (await records.list()).length > 0;
+  }
+
   async start(spec: InstanceSpec, options: OperationOptions = {}): Promise<Instance> {
     if (spec.name !== undefined) validateInstanceName(spec.name);
     const name = spec.name ?? `${spec.envName}-${randomBytes(4).toString("hex")}`;
