@@ -1,3 +1,4 @@
+import { timingSafeEqual } from "node:crypto";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import {
@@ -10,12 +11,15 @@ import {
   ValidationError,
 } from "../errors.js";
 import { parseOptions } from "../util/validate.js";
-import { closeSchema, executeSchema, startSchema } from "./request-schemas.js";
+import { openApiDocument } from "./openapi.js";
+import { closeSchema, executeSchema, startSchema, statsQuerySchema } from "./request-schemas.js";
 import type { RolloutService } from "./rollout-service.js";
 
 export interface HttpAppOptions {
   /** When set, every request needs `Authorization: Bearer <apiKey>`. */
   apiKey?: string | undefined;
+  /** The version the OpenAPI document names. */
+  version?: string;
 }
 
 /** The REST face of the rollout service (fastify). Every body is validated; errors map to statuses in one table. */
@@ -23,9 +27,11 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
   const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
 
   if (options.apiKey) {
-    const expected = `Bearer ${options.apiKey}`;
+    const expected = Buffer.from(`Bearer ${options.apiKey}`);
     app.addHook("onRequest", async (request, reply) => {
-      if (request.headers.authorization !== expected) {
+      const given = Buffer.from(request.headers.authorization ?? "");
+      // constant time: how much of the key matched must not show in the answer's timing
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
         await reply.code(401).send({ detail: "Unauthorized: send Authorization: Bearer <api key>" });
       }
     });
@@ -37,6 +43,8 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
   });
 
   app.get("/health", async () => ({ status: "ok" }));
+  const openapi = openApiDocument(options.version ?? "0.0.0");
+  app.get("/openapi.json", async () => openapi);
   app.post("/start_instance", async (request) =>
     service.start(parseOptions(startSchema, request.body, "request body")),
   );
@@ -48,7 +56,7 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
   );
   app.get("/get_available_resources", async () => service.availableResources());
   app.get("/stats", async (request) => {
-    const query = request.query as { run_id?: string; container_name?: string };
+    const query = parseOptions(statsQuerySchema, request.query, "query");
     return service.stats({
       ...(query.run_id ? { runId: query.run_id } : {}),
       ...(query.container_name ? { containerName: query.container_name } : {}),

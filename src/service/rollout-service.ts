@@ -7,7 +7,7 @@ import type { Runtime } from "../runtime/runtime.js";
 import type { InstanceRecord, InstanceStore, ResourceLimits } from "../store/instance-store.js";
 import { INSTANCES_KEY } from "../store/instance-store.js";
 import type { ExecuteRequest, StartRequest } from "./request-schemas.js";
-import { environmentOf } from "./request-schemas.js";
+import { EnvironmentCatalog } from "./environment-catalog.js";
 
 /**
  * The runtime serving each `container_type`, or why that type is unavailable on this
@@ -30,6 +30,8 @@ export interface RolloutServiceOptions {
   defaultTimeoutS?: number;
   /** Close instances that ran no command for this long (seconds). */
   idleTtlS?: number;
+  /** Predefined environments a start request may name (`--environments`). */
+  catalog?: EnvironmentCatalog;
 }
 
 /** What `recover()` did with the store's records and the runtimes' instances. */
@@ -68,8 +70,11 @@ export class RolloutService {
   }
 
   async start(request: StartRequest): Promise<{ status: "success"; instance_id: string }> {
-    const config = environmentOf(request);
+    const config = (this.options.catalog ?? EnvironmentCatalog.empty()).resolve(request);
     const runtime = this.runtimeFor(config.container_type);
+    if (config.sbatch_args && runtime.kind !== "slurm") {
+      throw new ValidationError("environment_config.sbatch_args", "sbatch arguments need --runner slurm");
+    }
     if (!["local", "bubblewrap"].includes(config.container_type) && !config.image) {
       throw new ValidationError(
         "environment_config.image",
@@ -111,6 +116,7 @@ export class RolloutService {
         ...(config.env ? { envVars: config.env } : {}),
         ...(cpus !== undefined && cpus > 0 ? { cpus } : {}),
         ...(memoryGb !== undefined && memoryGb > 0 ? { memoryBytes: Math.round(memoryGb * 2 ** 30) } : {}),
+        ...(config.sbatch_args ? { schedulerArgs: config.sbatch_args } : {}),
         labels: { [RUN_LABEL]: request.run_id, [LABELS.pool]: this.pool },
       });
     } catch (err) {
@@ -192,6 +198,7 @@ export class RolloutService {
         image: r.image,
         type: r.containerType,
         state: r.state,
+        runtime_id: r.runtimeId ?? null,
         service_id: r.owner,
         created_at: new Date(r.createdAt).toISOString(),
         last_used_at: new Date(r.lastUsedAt).toISOString(),

@@ -2,6 +2,7 @@ import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import { isolationMissing } from "../runtime/process/isolation.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { SlurmRuntime } from "../runtime/slurm/slurm-runtime.js";
 import type { RuntimeTable } from "./rollout-service.js";
 
 /** The runtimes of a service, by container type, and how to release them. */
@@ -10,11 +11,22 @@ export interface ServiceRuntimes {
   close(): Promise<void>;
 }
 
+const CONFINED = ["bubblewrap", "apptainer", "singularity", "enroot"] as const;
+
 /**
- * The runtime table of `afs serve --runner local`: what answers on this machine serves
- * its container type; what does not is listed with the reason, which clients then hear.
+ * The runtime table of `afs serve`: what answers on this machine serves its container
+ * type; what does not is listed with the reason, which clients then hear.
+ *
+ * - runner `local`: `local` is a shell in its own folder, `docker` a container through
+ *   the Docker API, the confined types a shell whose commands run under their tool;
+ * - runner `slurm`: every instance is a Slurm job holding the same things on its node
+ *   (Slurm must answer: else the server does not start).
  */
-export async function serviceRuntimes(): Promise<ServiceRuntimes> {
+export async function serviceRuntimes(
+  runner: "local" | "slurm",
+  options: { sbatchArgs?: readonly string[] } = {},
+): Promise<ServiceRuntimes> {
+  if (runner === "slurm") return slurmRuntimes(options.sbatchArgs ?? []);
   const docker = new DockerRuntime();
   const dockerAnswers = await docker.ping(2_000).then(
     () => true,
@@ -24,13 +36,26 @@ export async function serviceRuntimes(): Promise<ServiceRuntimes> {
     local: new ProcessRuntime(),
     docker: dockerAnswers ? docker : "no Docker engine answers on this server",
   };
-  for (const kind of ["bubblewrap", "apptainer", "singularity", "enroot"] as const) {
+  for (const kind of CONFINED)
     table[kind] = isolationMissing(kind) ?? new ProcessRuntime({ isolation: kind });
-  }
   return {
     table,
     close: async () => {
       await docker.close();
     },
   };
+}
+
+async function slurmRuntimes(sbatchArgs: readonly string[]): Promise<ServiceRuntimes> {
+  const shell = new SlurmRuntime({ sbatchArgs });
+  await shell.ping(); // a Slurm runner without Slurm is a configuration error: say so now
+  const table: Record<string, Runtime | string> = {
+    local: shell,
+    docker: new SlurmRuntime({ container: "docker", sbatchArgs }),
+  };
+  // The tools must be on the nodes; the login node having them is the check we can make here.
+  for (const kind of CONFINED) {
+    table[kind] = isolationMissing(kind) ?? new SlurmRuntime({ container: kind, sbatchArgs });
+  }
+  return { table, close: async () => {} };
 }

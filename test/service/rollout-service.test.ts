@@ -1,11 +1,11 @@
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImageFromEnv } from "../../src/index.js";
-import { afsBin } from "../helpers/afs.js";
+import { afs, afsBin } from "../helpers/afs.js";
 import { killAndWait } from "../helpers/client-process.js";
 import { hasDocker, managedContainers } from "../helpers/docker.js";
 import { examplePath } from "../helpers/paths.js";
@@ -166,6 +166,48 @@ describe("the rollout service (afs serve)", () => {
     const cpus = await call(service, "/start_instance", { run_id: "cpu", environment_config: config });
     expect(cpus).toMatchObject({ status: 429, json: { short: { cpus: { requested: 6, available: 2 } } } });
     await call(service, "/close_instance", { run_id: "dup" });
+  });
+
+  it("serves its OpenAPI document, generated from the request schemas", async () => {
+    const doc = await call(service, "/openapi.json");
+    expect(doc.status).toBe(200);
+    const paths = doc.json.paths as Record<string, Record<string, { requestBody?: unknown }>>;
+    expect(Object.keys(paths)).toEqual(
+      expect.arrayContaining(["/start_instance", "/execute_command", "/close_instance", "/stats", "/health"]),
+    );
+    expect(JSON.stringify(paths["/start_instance"]?.post?.requestBody)).toContain('"enroot"');
+    expect(JSON.stringify(paths["/execute_command"]?.post?.requestBody)).toContain('"cmd"');
+  });
+
+  it("--environments: a start request names a predefined entry, or names one and overrides fields", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "affinetes-envs-")), "envs.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        shell: { container_type: "local", env: { GREETING: "hello", NAME: "base" }, timeout: 30 },
+      }),
+    );
+    const withEnvs = await serve("--environments", file);
+    try {
+      expect(
+        (await call(withEnvs, "/start_instance", { run_id: "a", environment_config: "shell" })).status,
+      ).toBe(200);
+      expect(await run(withEnvs, "a", "echo $GREETING $NAME")).toBe("hello base\n");
+      const overridden = await call(withEnvs, "/start_instance", {
+        run_id: "b",
+        environment_config: { name: "shell", env: { NAME: "override" } },
+      });
+      expect(overridden.status).toBe(200);
+      expect(await run(withEnvs, "b", "echo $GREETING $NAME")).toBe("hello override\n");
+      const unknown = await call(withEnvs, "/start_instance", { run_id: "c", environment_config: "nope" });
+      expect(unknown).toMatchObject({ status: 404, json: { detail: expect.stringMatching(/known: shell/) } });
+    } finally {
+      await killAndWait(withEnvs.child, "SIGTERM");
+    }
+    writeFileSync(file, JSON.stringify({ bad: { container_type: "vm" } }));
+    const refused = await afs(["serve", "--port", "0", "--environments", file]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/bad\.container_type/);
   });
 
   it("with --api-key, requests without the key get 401", async () => {

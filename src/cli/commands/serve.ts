@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { stateDir } from "../../config.js";
+import { EnvironmentCatalog } from "../../service/environment-catalog.js";
 import { buildHttpApp } from "../../service/http-app.js";
 import { RolloutService } from "../../service/rollout-service.js";
 import { serviceRuntimes } from "../../service/service-runtimes.js";
@@ -10,9 +11,12 @@ import { PostgresInstanceStore } from "../../store/postgres-instance-store.js";
 import { SqliteInstanceStore } from "../../store/sqlite-instance-store.js";
 import { UsageError } from "../exit-codes.js";
 import type { OutputFactory } from "../output.js";
-import { parsePositiveInt, parseSeconds } from "../parse-values.js";
+import { collect, parsePositiveInt, parseSeconds } from "../parse-values.js";
 
 interface ServeFlags {
+  runner: "local" | "slurm";
+  sbatchArg: string[];
+  environments?: string;
   port: string;
   host: string;
   maxResources?: string;
@@ -27,8 +31,23 @@ interface ServeFlags {
 }
 
 export function serveCommand(output: OutputFactory): Command {
-  return new Command("serve")
+  const command: Command = new Command("serve")
     .description("run the rollout service: start instances, run commands in them, close them (REST)")
+    .addOption(
+      new Option("--runner <runner>", "where instances run: this machine, or Slurm jobs")
+        .choices(["local", "slurm"])
+        .default("local"),
+    )
+    .option(
+      "--sbatch-arg <arg>",
+      "sbatch argument of every job with --runner slurm, e.g. --sbatch-arg=--partition=debug (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      "--environments <file>",
+      'predefined environments: {"name": {"container_type": ..., "image": ...}}',
+    )
     .option("--port <port>", "port to listen on (0 picks a free one)", "8008")
     .option("--host <address>", "address to listen on; other than loopback needs --api-key", "127.0.0.1")
     .option("--max-resources <json>", 'tracked limits, e.g. \'{"instances":10,"cpus":32,"memory_gb":128}\'')
@@ -64,8 +83,11 @@ export function serveCommand(output: OutputFactory): Command {
         flags.idleTtl === undefined ? undefined : parseSeconds("--idle-ttl", flags.idleTtl) / 1000;
       const maxOutputBytes = parsePositiveInt("--max-output-bytes", flags.maxOutputBytes ?? "10485760");
       const defaultTimeoutS = parseSeconds("--default-timeout", flags.defaultTimeout ?? "600") / 1000;
+      if (flags.sbatchArg.length && flags.runner !== "slurm")
+        throw new UsageError("--sbatch-arg needs --runner slurm");
+      const catalog = flags.environments ? EnvironmentCatalog.load(flags.environments) : undefined;
+      const runtimes = await serviceRuntimes(flags.runner, { sbatchArgs: flags.sbatchArg });
       const store = await openStore(flags.db);
-      const runtimes = await serviceRuntimes();
       const service = new RolloutService({
         store,
         limits,
@@ -73,6 +95,7 @@ export function serveCommand(output: OutputFactory): Command {
         serviceId: flags.serviceId ?? `${hostname()}:${flags.port}`,
         maxOutputBytes,
         defaultTimeoutS,
+        ...(catalog ? { catalog } : {}),
         ...(idleTtlS !== undefined ? { idleTtlS } : {}),
       });
       const recovered = await service.recover();
@@ -83,7 +106,10 @@ export function serveCommand(output: OutputFactory): Command {
         );
       }
       service.startIdleReaper();
-      const app = buildHttpApp(service, { apiKey: flags.apiKey });
+      const app = buildHttpApp(service, {
+        apiKey: flags.apiKey,
+        version: command.parent?.version() ?? "0.0.0",
+      });
       const address = await app.listen({ port, host: flags.host });
       process.stdout.write(`affinetes rollout service listening on ${address}\n`);
       const stop = async () => {
@@ -97,6 +123,7 @@ export function serveCommand(output: OutputFactory): Command {
       process.once("SIGTERM", () => void stop());
       await new Promise(() => {}); // serve until a signal
     });
+  return command;
 }
 
 async function openStore(db: string | undefined): Promise<InstanceStore> {

@@ -100,7 +100,7 @@ export class SlurmRuntime implements Runtime {
       record.jobId = await this.submit(record, spec, script);
       await records.write(record); // from here on, cleanup and `afs gc` can find the job
       const node = await this.waitRunning(record, deadline);
-      if (record.holds !== "shell") {
+      if (spec.serve !== false) {
         record.endpoint = `http://${await nodeAddress(this.commands, node)}:${await this.serverPort(record, deadline)}`;
         await records.write(record);
         await this.waitServing(instance, record, deadline);
