@@ -13,7 +13,7 @@
  *                             comes from AFFINETES_BASE_IMAGE, as for the tests)
  */
 import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -24,6 +24,7 @@ import { Pool, request } from "undici";
 import { buildImageFromEnv, loadEnv } from "../src/index.js";
 import type { EnvironmentHandle } from "../src/index.js";
 import { serverScriptPath } from "../src/server/server-files.js";
+import { writeSection } from "./results-file.js";
 import { median, percentile, timed } from "./stats.js";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
@@ -412,5 +413,5 @@ concurrent starts" row), so the "4 vs 1" ratio measures the machine, not the poo
 The raw Docker baselines use restart policy \`always\`, as affinetes does for crash
 recovery: on this engine it alone adds ~50 ms to a container start.
 `;
-writeFileSync(fileURLToPath(new URL("./RESULTS.md", import.meta.url)), report);
+writeSection("core", report);
 console.log("\nwritten to bench/RESULTS.md");
