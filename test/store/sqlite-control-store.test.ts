@@ -1,0 +1,81 @@
+import Database from "better-sqlite3";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { AffinetesError } from "../../src/errors.js";
+import { SqliteControlStore } from "../../src/store/sqlite-control-store.js";
+import { SqliteInstanceStore } from "../../src/store/sqlite-instance-store.js";
+import { container, controlStoreConformance, disk } from "./control-store-conformance.js";
+import { record } from "./store-conformance.js";
+
+let file = "";
+
+function freshFile(): string {
+  return join(mkdtempSync(join(tmpdir(), "affinetes-control-store-")), "service.db");
+}
+
+controlStoreConformance({
+  name: "sqlite",
+  open: async () => {
+    file = freshFile();
+    return new SqliteControlStore(file);
+  },
+  reopen: async () => new SqliteControlStore(file),
+});
+
+describe("sqlite control store sharing the service's file", () => {
+  it("works next to SqliteInstanceStore on one file, both open at once, in either opening order", async () => {
+    for (const instancesFirst of [true, false]) {
+      const shared = freshFile();
+      let instances: SqliteInstanceStore;
+      let control: SqliteControlStore;
+      if (instancesFirst) {
+        instances = new SqliteInstanceStore(shared);
+        control = new SqliteControlStore(shared);
+      } else {
+        control = new SqliteControlStore(shared);
+        instances = new SqliteInstanceStore(shared);
+      }
+      await instances.admit(record("run-1", { resources: { cpus: 2 } }), { instances: 5 });
+      await control.createDisk(disk("disk_1"));
+      await control.createContainer(container("ctr_1", { diskId: "disk_1", status: "running" }));
+      await instances.touch("run-1", 2_000);
+      expect(await instances.get("run-1")).toMatchObject({ numCmd: 1, lastUsedAt: 2_000 });
+      expect(await instances.allocated(["instances", "cpus"])).toEqual({ instances: 1, cpus: 2 });
+      expect((await control.containersUsingDisk("disk_1")).map((c) => c.id)).toEqual(["ctr_1"]);
+      await instances.close();
+      await control.close();
+
+      // both reopen the file and see each other's writes intact
+      const instances2 = new SqliteInstanceStore(shared);
+      const control2 = new SqliteControlStore(shared);
+      expect((await instances2.list()).map((r) => r.runId)).toEqual(["run-1"]);
+      expect(await control2.getDisk("disk_1")).toStrictEqual(disk("disk_1"));
+      expect(await control2.getContainer("ctr_1")).toStrictEqual(
+        container("ctr_1", { diskId: "disk_1", status: "running" }),
+      );
+      const db = new Database(shared, { readonly: true });
+      const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all();
+      db.close();
+      expect(tables).toEqual([{ name: "containers" }, { name: "disks" }, { name: "instances" }]);
+      await instances2.close();
+      await control2.close();
+    }
+  });
+
+  it("refuses a file whose disks table is someone else's, instead of misreading it", () => {
+    const foreign = freshFile();
+    const db = new Database(foreign);
+    db.exec("CREATE TABLE disks (serial TEXT PRIMARY KEY, size_gb INTEGER)");
+    db.close();
+    let refused: unknown;
+    try {
+      new SqliteControlStore(foreign);
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(AffinetesError);
+    expect((refused as Error).message).toMatch(/"disks" table .*missing id, name/);
+  });
+});
