@@ -176,6 +176,11 @@ export function runtimeConformance(target: ConformanceTarget): void {
       const slow = await sandbox.exec("echo partial; sleep 30", { timeoutMs: 300 });
       expect(slow).toMatchObject({ stdout: "partial\n", timedOut: true });
       expect((await sandbox.exec("echo usable")).stdout).toBe("usable\n");
+      // commands leave nothing of ours behind in the instance (the counting command may see its own)
+      const ours = async () => (await sandbox.exec("ls -a /tmp | grep -c '^.affinetes-exec' || true")).stdout;
+      const before = await ours();
+      for (let i = 0; i < 3; i++) await sandbox.exec("true");
+      expect(await ours()).toBe(before);
       expect((await runtime.find("sandbox-pool")).map((i) => i.id)).toEqual([sandbox.id]);
       // a process a command left behind, even in its own session, ends with the instance
       const seconds = String(30_000 + Math.floor(Math.random() * 9_999));

@@ -75,7 +75,14 @@ export class DockerInstance implements Instance {
     // The shell records its pid so a timed-out command can be killed from a second exec.
     const pidFile = `/tmp/.affinetes-exec-${randomBytes(6).toString("hex")}.pid`;
     const exec = await this.docker.getContainer(this.id).exec({
-      Cmd: ["sh", "-c", `echo $$ > ${pidFile}; exec sh -c "$1"`, "sh", command],
+      // Not `exec`: the outer shell removes the pid file after the command, whatever it did.
+      Cmd: [
+        "sh",
+        "-c",
+        `echo $$ > ${pidFile}; sh -c "$1"; status=$?; rm -f ${pidFile}; exit $status`,
+        "sh",
+        command,
+      ],
       Env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
       WorkingDir: options.cwd,
       AttachStdout: true,
@@ -152,6 +159,25 @@ export class DockerInstance implements Instance {
     } catch (err) {
       if (!options.signal?.aborted) throw err;
     }
+  }
+
+  /** Waits for the container to exit; returns its exit code. */
+  async wait(options: { signal?: AbortSignal } = {}): Promise<number> {
+    const result = (await this.docker
+      .getContainer(this.id)
+      .wait(options.signal ? { abortSignal: options.signal } : {})) as { StatusCode: number };
+    return result.StatusCode;
+  }
+
+  /** The container ports published on the engine's host: container port → `host:port`. */
+  async publishedPorts(): Promise<Record<number, string>> {
+    const info = await this.docker.getContainer(this.id).inspect();
+    const ports: Record<number, string> = {};
+    for (const [key, bindings] of Object.entries(info.NetworkSettings.Ports ?? {})) {
+      const binding = bindings?.[0];
+      if (binding) ports[Number.parseInt(key, 10)] = `${binding.HostIp || "127.0.0.1"}:${binding.HostPort}`;
+    }
+    return ports;
   }
 
   async isRunning(): Promise<boolean> {

@@ -267,7 +267,7 @@ export class SlurmRuntime implements Runtime {
       if (!state || !isActive(state.state)) {
         throw new InstanceStartError(
           record.name,
-          `Slurm job ${record.jobId} ${describe(state)}`,
+          `it exited before running: Slurm job ${record.jobId} ${describe(state)}`,
           await this.log(record),
         );
       }
