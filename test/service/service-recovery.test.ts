@@ -77,6 +77,15 @@ describe("the rollout service across restarts", () => {
     expect(await sandboxesOf(id)).toEqual([]);
   });
 
+  it("two services on free ports (--port 0) and their own stores never take each other's instances", async () => {
+    const first = await started();
+    await call(first, "/start_instance", { run_id: "mine", environment_config: { container_type: "local" } });
+    const second = await started();
+    expect(second.output()).not.toMatch(/recovered/);
+    expect(await run(first, "mine", "echo still here")).toBe("still here\n");
+    await call(first, "/close_instance", { run_id: "mine" });
+  });
+
   it("--on-exit keep leaves instances for the next start; the default (stop) leaves nothing", async () => {
     const id = "rec-keep";
     const db = serviceDb();

@@ -1,14 +1,9 @@
 import { Command, Option } from "commander";
+import { createHash } from "node:crypto";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { stateDir } from "../../config.js";
-import { EnvironmentCatalog } from "../../service/environment-catalog.js";
-import { buildHttpApp } from "../../service/http-app.js";
-import { RolloutService } from "../../service/rollout-service.js";
-import { serviceRuntimes } from "../../service/service-runtimes.js";
-import type { InstanceStore } from "../../store/instance-store.js";
-import { PostgresInstanceStore } from "../../store/postgres-instance-store.js";
-import { SqliteInstanceStore } from "../../store/sqlite-instance-store.js";
+import { openService } from "../../service/open-service.js";
 import { UsageError } from "../exit-codes.js";
 import type { OutputFactory } from "../output.js";
 import { collect, parsePositiveInt, parseSeconds } from "../parse-values.js";
@@ -22,6 +17,8 @@ interface ServeFlags {
   maxResources?: string;
   db?: string;
   apiKey?: string;
+  apiKeys?: string;
+  disksDir?: string;
   serviceId?: string;
   idleTtl?: string;
   onExit: "stop" | "keep";
@@ -55,7 +52,15 @@ export function serveCommand(output: OutputFactory): Command {
       "--db <path|url>",
       "the service's state: a SQLite file (default in the state dir) or postgres://user:pass@host/db",
     )
-    .option("--api-key <key>", "require Authorization: Bearer <key> on every request")
+    .option("--api-key <key>", "require Authorization: Bearer <key> on every request (the admin's key)")
+    .option(
+      "--api-keys <file>",
+      'more keys and their principals: {"<key>": "alice", "<key>": {"name": "ops", "admin": true}}',
+    )
+    .option(
+      "--disks-dir <dir>",
+      "where the control plane's disks keep their files (default in the state dir)",
+    )
     .option(
       "--service-id <id>",
       "this service's identity in the store; a restart with the same id adopts its instances (default host:port)",
@@ -76,8 +81,8 @@ export function serveCommand(output: OutputFactory): Command {
       output(flags);
       const port = flags.port === "0" ? 0 : parsePositiveInt("--port", flags.port);
       const loopback = /^(127\.|localhost$|::1$)/.test(flags.host);
-      if (!loopback && !flags.apiKey)
-        throw new UsageError(`--host ${flags.host} is not loopback: give --api-key`);
+      if (!loopback && !flags.apiKey && !flags.apiKeys)
+        throw new UsageError(`--host ${flags.host} is not loopback: give --api-key or --api-keys`);
       const limits = parseLimits(flags.maxResources);
       const idleTtlS =
         flags.idleTtl === undefined ? undefined : parseSeconds("--idle-ttl", flags.idleTtl) / 1000;
@@ -85,38 +90,32 @@ export function serveCommand(output: OutputFactory): Command {
       const defaultTimeoutS = parseSeconds("--default-timeout", flags.defaultTimeout ?? "600") / 1000;
       if (flags.sbatchArg.length && flags.runner !== "slurm")
         throw new UsageError("--sbatch-arg needs --runner slurm");
-      const catalog = flags.environments ? EnvironmentCatalog.load(flags.environments) : undefined;
-      const runtimes = await serviceRuntimes(flags.runner, { sbatchArgs: flags.sbatchArg });
-      const store = await openStore(flags.db);
-      const service = new RolloutService({
-        store,
+      const opened = await openService({
+        runner: flags.runner,
+        sbatchArgs: flags.sbatchArg,
+        environmentsFile: flags.environments,
+        db: flags.db,
+        serviceId: flags.serviceId ?? defaultServiceId(flags.port, flags.db),
         limits,
-        runtimes: runtimes.table,
-        serviceId: flags.serviceId ?? `${hostname()}:${flags.port}`,
+        idleTtlS,
         maxOutputBytes,
         defaultTimeoutS,
-        ...(catalog ? { catalog } : {}),
-        ...(idleTtlS !== undefined ? { idleTtlS } : {}),
+        apiKey: flags.apiKey,
+        apiKeysFile: flags.apiKeys,
+        disksDir: flags.disksDir,
+        version: command.parent?.version() ?? "0.0.0",
       });
-      const recovered = await service.recover();
+      const { app, recovered } = opened;
       if (recovered.adopted.length + recovered.released.length + recovered.removed.length > 0) {
         process.stdout.write(
           `recovered: ${recovered.adopted.length} adopted, ${recovered.released.length} released, ` +
             `${recovered.removed.length} orphans stopped\n`,
         );
       }
-      service.startIdleReaper();
-      const app = buildHttpApp(service, {
-        apiKey: flags.apiKey,
-        version: command.parent?.version() ?? "0.0.0",
-      });
       const address = await app.listen({ port, host: flags.host });
       process.stdout.write(`affinetes rollout service listening on ${address}\n`);
       const stop = async () => {
-        await app.close();
-        await service.shutdown({ stopInstances: flags.onExit === "stop" });
-        await runtimes.close();
-        await store.close();
+        await opened.close({ stopInstances: flags.onExit === "stop" });
         process.exit(0);
       };
       process.once("SIGINT", () => void stop());
@@ -126,9 +125,15 @@ export function serveCommand(output: OutputFactory): Command {
   return command;
 }
 
-async function openStore(db: string | undefined): Promise<InstanceStore> {
-  if (db && /^postgres(ql)?:\/\//.test(db)) return PostgresInstanceStore.connect(db);
-  return new SqliteInstanceStore(db ?? join(stateDir(), "service.db"));
+/**
+ * A service's identity when `--service-id` is not given: `host:port`, stable across
+ * restarts. A free port (`--port 0`) is not stable, so the store's location names it
+ * then: two such services on one host never take each other's instances for orphans.
+ */
+function defaultServiceId(port: string, db: string | undefined): string {
+  if (port !== "0") return `${hostname()}:${port}`;
+  const location = db && /^postgres(ql)?:\/\//.test(db) ? db : resolve(db ?? join(stateDir(), "service.db"));
+  return `${hostname()}:db-${createHash("sha256").update(location).digest("hex").slice(0, 12)}`;
 }
 
 function parseLimits(text: string | undefined): Record<string, number> {

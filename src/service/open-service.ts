@@ -1,0 +1,103 @@
+import type { FastifyInstance } from "fastify";
+import { join } from "node:path";
+import { stateDir } from "../config.js";
+import { ControlPlane } from "../control/control-plane.js";
+import { ApiKeys } from "../control/principals.js";
+import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
+import type { ControlStore } from "../store/control-store.js";
+import type { InstanceStore, ResourceLimits } from "../store/instance-store.js";
+import { PostgresControlStore } from "../store/postgres-control-store.js";
+import { PostgresInstanceStore } from "../store/postgres-instance-store.js";
+import { SqliteControlStore } from "../store/sqlite-control-store.js";
+import { SqliteInstanceStore } from "../store/sqlite-instance-store.js";
+import { EnvironmentCatalog } from "./environment-catalog.js";
+import { buildHttpApp } from "./http-app.js";
+import type { RecoveryReport } from "./rollout-service.js";
+import { RolloutService } from "./rollout-service.js";
+import { serviceRuntimes } from "./service-runtimes.js";
+
+/** Everything `afs serve` is configured with (flags, validated). */
+export interface ServiceConfig {
+  runner: "local" | "slurm";
+  sbatchArgs: readonly string[];
+  environmentsFile?: string | undefined;
+  /** A SQLite file, or a `postgres://` URL; default `<state dir>/service.db`. */
+  db?: string | undefined;
+  serviceId: string;
+  limits: ResourceLimits;
+  idleTtlS?: number | undefined;
+  maxOutputBytes: number;
+  defaultTimeoutS: number;
+  apiKey?: string | undefined;
+  apiKeysFile?: string | undefined;
+  /** Where local disks keep their folders; default `<state dir>/disks`. */
+  disksDir?: string | undefined;
+  version: string;
+}
+
+/** A service assembled and recovered, ready to listen. */
+export interface OpenedService {
+  app: FastifyInstance;
+  recovered: RecoveryReport;
+  /** Closes everything; `stopInstances` also stops the rollout instances. */
+  close(options: { stopInstances: boolean }): Promise<void>;
+}
+
+/**
+ * Assembles the service: stores, runtimes, the rollout service and the control plane
+ * on one fastify app, and reconciles both with what still runs.
+ */
+export async function openService(config: ServiceConfig): Promise<OpenedService> {
+  const keys = ApiKeys.load({ apiKey: config.apiKey, apiKeysFile: config.apiKeysFile });
+  const catalog = config.environmentsFile ? EnvironmentCatalog.load(config.environmentsFile) : undefined;
+  const runtimes = await serviceRuntimes(config.runner, { sbatchArgs: config.sbatchArgs });
+  const stores = await openStores(config.db);
+  const service = new RolloutService({
+    store: stores.instances,
+    limits: config.limits,
+    runtimes: runtimes.table,
+    serviceId: config.serviceId,
+    maxOutputBytes: config.maxOutputBytes,
+    defaultTimeoutS: config.defaultTimeoutS,
+    ...(catalog ? { catalog } : {}),
+    ...(config.idleTtlS !== undefined ? { idleTtlS: config.idleTtlS } : {}),
+  });
+  const docker = new DockerRuntime();
+  const dockerAnswers = await docker.ping(2_000).then(
+    () => true,
+    () => false,
+  );
+  const control = new ControlPlane({
+    store: stores.control,
+    docker: dockerAnswers ? docker : undefined,
+    disksRoot: config.disksDir ?? join(stateDir(), "disks"),
+  });
+  const recovered = await service.recover();
+  await control.recover();
+  service.startIdleReaper();
+  const app = buildHttpApp(service, { keys, control, version: config.version });
+  return {
+    app,
+    recovered,
+    close: async ({ stopInstances }) => {
+      await app.close();
+      await service.shutdown({ stopInstances });
+      await control.close();
+      await runtimes.close();
+      await docker.close();
+      await stores.instances.close();
+      await stores.control.close();
+    },
+  };
+}
+
+async function openStores(
+  db: string | undefined,
+): Promise<{ instances: InstanceStore; control: ControlStore }> {
+  if (db && /^postgres(ql)?:\/\//.test(db)) {
+    const instances = await PostgresInstanceStore.connect(db);
+    return { instances, control: await PostgresControlStore.connect(db) };
+  }
+  const file = db ?? join(stateDir(), "service.db");
+  return { instances: new SqliteInstanceStore(file), control: new SqliteControlStore(file) };
+}
