@@ -318,3 +318,44 @@ export class SlurmError extends AffinetesError {
     this.stderr = stderr;
   }
 }
+
+/** The request carries no valid API key. */
+export class UnauthenticatedError extends AffinetesError {
+  constructor(message = "Unauthorized: send Authorization: Bearer <api key>") {
+    super("UNAUTHENTICATED", message);
+  }
+}
+
+/** The API key is valid but its principal may not do this (e.g. write to a disk it may only read). */
+export class PermissionDeniedError extends AffinetesError {
+  constructor(message: string) {
+    super("PERMISSION_DENIED", message);
+  }
+}
+
+/**
+ * The control plane's API answered with an error: `status` is the HTTP status, `code`
+ * the server's error code (SDK side).
+ */
+export class APIError extends AffinetesError {
+  readonly status: number;
+
+  constructor(status: number, code: string, message: string) {
+    super(code, message);
+    this.status = status;
+  }
+}
+
+/** A control-plane container failed: its command exited non-zero, or it could not start. */
+export class ContainerError extends AffinetesError {
+  readonly containerId: string;
+  readonly exitCode: number | undefined;
+  readonly logs: string;
+
+  constructor(containerId: string, message: string, details: { exitCode?: number; logs?: string } = {}) {
+    super("CONTAINER_FAILED", message);
+    this.containerId = containerId;
+    this.exitCode = details.exitCode;
+    this.logs = details.logs ?? "";
+  }
+}

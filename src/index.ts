@@ -43,10 +43,45 @@ export { parseHostAddress } from "./host/host-address.js";
 export type { HostAddress } from "./host/host-address.js";
 export type { BalancerCandidate, LoadBalanceStrategy, LoadBalancer } from "./pool/load-balancer.js";
 export { DEFAULT_BASE_IMAGE, configuredBaseImage } from "./config.js";
+export { SlurmRuntime } from "./runtime/slurm/slurm-runtime.js";
+export type { SlurmRuntimeOptions } from "./runtime/slurm/slurm-runtime.js";
+export { Client, Containers, Disks } from "./sdk/client.js";
+export type {
+  ClientOptions,
+  ContainerInfo,
+  ContainerOptions,
+  DiskEntry,
+  DiskInfo,
+  ImageSource,
+} from "./sdk/client.js";
+export { ContainerHandle } from "./sdk/container-handle.js";
+export { Volume } from "./sdk/volume.js";
+export type { InstanceStore, InstanceRecord, ResourceLimits } from "./store/instance-store.js";
+export { SqliteInstanceStore } from "./store/sqlite-instance-store.js";
+export { PostgresInstanceStore } from "./store/postgres-instance-store.js";
+export { SqliteControlStore } from "./store/sqlite-control-store.js";
+export { PostgresControlStore } from "./store/postgres-control-store.js";
+export type {
+  ContainerFilter,
+  ContainerRecord,
+  ContainerStatus,
+  ControlStore,
+  DiskAccess,
+  DiskRecord,
+  VolumeMount,
+} from "./store/control-store.js";
 export {
+  APIError,
   AbortedError,
   AffinetesError,
   BuildError,
+  ConflictError,
+  ContainerError,
+  InstanceGoneError,
+  PermissionDeniedError,
+  ResourcesExhaustedError,
+  SlurmError,
+  UnauthenticatedError,
   CallAbortedError,
   CallError,
   CallTimeoutError,
@@ -67,3 +102,6 @@ export {
   UnsupportedError,
   ValidationError,
 } from "./errors.js";
+export { Image } from "./image/image-builder.js";
+export type { ImageBuildOptions } from "./image/image-builder.js";
+export { rewriteBaseImage } from "./config.js";

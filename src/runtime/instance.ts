@@ -50,6 +50,16 @@ export interface InstanceSpec {
   pull?: boolean;
   /** The instance outlives its client: exit handlers and garbage collection leave it alone. */
   keep?: boolean;
+  /**
+   * A task (with `serve: false`): instead of idling, the instance runs `command` (`sh -c`)
+   * or, without one, the image's own command, and may exit; it is ready once started
+   * (docker).
+   */
+  task?: { command?: string };
+  /** Host folders mounted into the instance (docker). */
+  mounts?: ReadonlyArray<{ source: string; target: string; readOnly?: boolean }>;
+  /** Container ports published on 127.0.0.1 of the engine's host, each on a free port (docker). */
+  ports?: readonly number[];
   /** Extra arguments of the scheduler's submit command, e.g. `["--partition=gpu", "--time=1:00:00"]` (slurm). */
   schedulerArgs?: readonly string[];
 }

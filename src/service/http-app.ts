@@ -1,4 +1,3 @@
-import { timingSafeEqual } from "node:crypto";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import {
@@ -10,32 +9,59 @@ import {
   UnsupportedError,
   ValidationError,
 } from "../errors.js";
+import type { ControlPlane } from "../control/control-plane.js";
+import type { Principal } from "../control/principals.js";
+import { ApiKeys } from "../control/principals.js";
 import { parseOptions } from "../util/validate.js";
+import { registerControlRoutes } from "./control-routes.js";
 import { openApiDocument } from "./openapi.js";
 import { closeSchema, executeSchema, startSchema, statsQuerySchema } from "./request-schemas.js";
 import type { RolloutService } from "./rollout-service.js";
 
 export interface HttpAppOptions {
-  /** When set, every request needs `Authorization: Bearer <apiKey>`. */
+  /** When set, every request needs `Authorization: Bearer <apiKey>` (the admin's key). */
   apiKey?: string | undefined;
+  /** Every key the service accepts and whose principal it is (`apiKey` is added as the admin). */
+  keys?: ApiKeys;
+  /** The control plane, served under `/v1/`. */
+  control?: ControlPlane | undefined;
   /** The version the OpenAPI document names. */
   version?: string;
 }
 
-/** The REST face of the rollout service (fastify). Every body is validated; errors map to statuses in one table. */
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Who the request acts for (set by the authentication hook). */
+    principal: Principal;
+  }
+}
+
+/**
+ * The REST face of the service (fastify): the rollout service at the root, the control
+ * plane under `/v1/`. Every body is validated; errors map to statuses in one table.
+ */
 export function buildHttpApp(service: RolloutService, options: HttpAppOptions = {}): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+  const keys = options.keys ?? ApiKeys.load({ apiKey: options.apiKey });
 
-  if (options.apiKey) {
-    const expected = Buffer.from(`Bearer ${options.apiKey}`);
-    app.addHook("onRequest", async (request, reply) => {
-      const given = Buffer.from(request.headers.authorization ?? "");
-      // constant time: how much of the key matched must not show in the answer's timing
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        await reply.code(401).send({ detail: "Unauthorized: send Authorization: Bearer <api key>" });
-      }
-    });
-  }
+  // null, then set per request: fastify refuses a shared object as a request decoration
+  app.decorateRequest("principal", null as unknown as Principal);
+  app.addHook("onRequest", async (request, reply) => {
+    const principal = keys.authenticate(request.headers.authorization);
+    if (principal) {
+      request.principal = principal;
+      return;
+    }
+    const message = "Unauthorized: send Authorization: Bearer <api key>";
+    await reply
+      .code(401)
+      .send(
+        request.url.startsWith("/v1/")
+          ? { error: { code: "UNAUTHENTICATED", message } }
+          : { detail: message },
+      );
+  });
+  if (options.control) registerControlRoutes(app, options.control);
 
   app.setErrorHandler(async (error, _request, reply) => {
     const [status, body] = toHttp(error);

@@ -159,6 +159,7 @@ export class DockerRuntime implements Runtime {
   ): Promise<Instance> {
     const serves = spec.serve !== false;
     const published = serves && this.address === "published";
+    const extraPorts = (spec.ports ?? []).map((p) => `${p}/tcp`);
     const container = await deadline.run(() =>
       this.docker.createContainer({
         name,
@@ -173,9 +174,10 @@ export class DockerRuntime implements Runtime {
           [LABELS.serve]: String(serves),
           ...ownerLabels(),
         },
-        ...(serves
-          ? { ExposedPorts: { [SERVER_PORT_KEY]: {} } }
-          : { Entrypoint: ["sh", "-c", KEEP_ALIVE_SCRIPT], Cmd: [] }),
+        ...(serves ? {} : idleOrTask(spec.task)),
+        ExposedPorts: Object.fromEntries(
+          [...(serves ? [SERVER_PORT_KEY] : []), ...extraPorts].map((p) => [p, {}]),
+        ),
         ...(spec.workdir !== undefined ? { WorkingDir: spec.workdir } : {}),
         HostConfig: {
           RestartPolicy: { Name: spec.restartPolicy ?? "always" },
@@ -184,8 +186,21 @@ export class DockerRuntime implements Runtime {
             : {}),
           ...(spec.cpus !== undefined ? { NanoCpus: Math.round(spec.cpus * 1e9) } : {}),
           // Published only on loopback: nothing is ever opened to the network.
-          ...(published
-            ? { PortBindings: { [SERVER_PORT_KEY]: [{ HostIp: "127.0.0.1", HostPort: "" }] } }
+          PortBindings: Object.fromEntries(
+            [...(published ? [SERVER_PORT_KEY] : []), ...extraPorts].map((p) => [
+              p,
+              [{ HostIp: "127.0.0.1", HostPort: "" }],
+            ]),
+          ),
+          ...(spec.mounts?.length
+            ? {
+                Mounts: spec.mounts.map((m) => ({
+                  Type: "bind" as const,
+                  Source: m.source,
+                  Target: m.target,
+                  ReadOnly: m.readOnly ?? false,
+                })),
+              }
             : {}),
         },
       }),
@@ -209,6 +224,7 @@ export class DockerRuntime implements Runtime {
   ): Promise<Instance> {
     const info = await deadline.run(() => this.docker.getContainer(id).inspect());
     const instance = await this.instanceFor(info, envType, reused);
+    if (spec.task) return instance; // a task is ready once started, and may already have ended
     if (!instance.serves) {
       // A sandbox is ready once it runs: there is no server to ask.
       const reason = await this.exitReason(id, info.RestartCount);
@@ -252,6 +268,19 @@ export class DockerRuntime implements Runtime {
     } catch (err) {
       return `the container disappeared (${(err as Error).message})`;
     }
+  }
+
+  /** The instance of an existing container (in any state) by id or name; undefined when there is none. */
+  async attach(idOrName: string): Promise<DockerInstance | undefined> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(idOrName).inspect();
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+      throw err;
+    }
+    const envType = info.Config.Labels?.[LABELS.envType] === "http_based" ? "http_based" : "function_based";
+    return this.instanceFor(info, envType, true);
   }
 
   async list(): Promise<InstanceInfo[]> {
@@ -376,4 +405,10 @@ function hostReleaser(host: NonNullable<DockerEngine["sshHost"]>): () => void {
     done = true;
     sharedHosts.release(host);
   };
+}
+
+/** What a container without a method server runs: an idle shell (sandbox), or its task. */
+function idleOrTask(task: InstanceSpec["task"]): Partial<Docker.ContainerCreateOptions> {
+  if (!task) return { Entrypoint: ["sh", "-c", KEEP_ALIVE_SCRIPT], Cmd: [] };
+  return task.command !== undefined ? { Entrypoint: ["sh", "-c", task.command], Cmd: [] } : {};
 }

@@ -1,0 +1,427 @@
+import { randomBytes } from "node:crypto";
+import type { Readable } from "node:stream";
+import {
+  ConflictError,
+  NotFoundError,
+  PermissionDeniedError,
+  RuntimeUnavailableError,
+  ValidationError,
+} from "../errors.js";
+import type { DockerInstance } from "../runtime/docker/docker-instance.js";
+import type { DockerRuntime } from "../runtime/docker/docker-runtime.js";
+import { LABELS } from "../runtime/labels.js";
+import type {
+  ContainerFilter,
+  ContainerRecord,
+  ControlStore,
+  DiskAccess,
+  DiskRecord,
+  VolumeMount,
+} from "../store/control-store.js";
+import type { DiskEntry } from "./disk-files.js";
+import { DiskFiles } from "./disk-files.js";
+import type { Principal } from "./principals.js";
+
+/** The label tying a Docker container to its control-plane container id. */
+export const CONTAINER_LABEL = "affinetes.control.container";
+
+/** Where a container's disk is mounted unless it says otherwise. */
+export const DEFAULT_DISK_PATH = "/mnt/disk";
+
+/** What `createContainer` takes (validated by the REST layer). */
+export interface ContainerRequest {
+  disk?: string | undefined;
+  diskPath?: string | undefined;
+  volumes?: Record<string, { disk: string; readOnly?: boolean | undefined }> | undefined;
+  image: string;
+  command?: string | undefined;
+  initScript?: string | undefined;
+  env?: Record<string, string> | undefined;
+  metadata?: Record<string, string> | undefined;
+  vcpuCount?: number | undefined;
+  memSizeMiB?: number | undefined;
+  ports?: number[] | undefined;
+}
+
+/** A disk as clients see it. */
+export type DiskView = Omit<DiskRecord, "location" | "createdAt"> & { createdAt: string };
+
+/** A container as clients see it. */
+export type ContainerView = Omit<ContainerRecord, "runtimeId" | "createdAt" | "finishedAt"> & {
+  createdAt: string;
+  finishedAt: string | null;
+};
+
+export interface ControlPlaneOptions {
+  store: ControlStore;
+  /** The engine running containers; undefined: containers are refused with the reason. */
+  docker: DockerRuntime | undefined;
+  /** Where local disks keep their folders. */
+  disksRoot: string;
+}
+
+/**
+ * The control plane's logic, without HTTP: disks (folders on the server host) with
+ * per-principal access, and containers that mount them, through the Docker runtime.
+ * Every record lives in the store, so a restarted service knows them all (`recover`).
+ */
+export class ControlPlane {
+  private readonly files: DiskFiles;
+  private readonly live = new Map<string, DockerInstance>();
+  private readonly watching = new Set<string>();
+
+  constructor(private readonly options: ControlPlaneOptions) {
+    this.files = new DiskFiles(options.disksRoot);
+  }
+
+  // ---- disks
+
+  async createDisk(principal: Principal, name: string): Promise<DiskView> {
+    const id = `disk_${randomBytes(8).toString("hex")}`;
+    const location = await this.files.create(id);
+    const disk: DiskRecord = {
+      id,
+      name,
+      backend: "local",
+      location,
+      owner: principal.name,
+      users: {},
+      createdAt: Date.now(),
+    };
+    try {
+      await this.options.store.createDisk(disk);
+    } catch (err) {
+      await this.files.remove(location); // nothing half-created is kept
+      throw err;
+    }
+    return diskView(disk);
+  }
+
+  async listDisks(principal: Principal): Promise<DiskView[]> {
+    const disks = await this.options.store.listDisks(principal.admin ? {} : { principal: principal.name });
+    return disks.map(diskView);
+  }
+
+  async getDisk(principal: Principal, idOrName: string): Promise<DiskView> {
+    return diskView(await this.disk(principal, idOrName, "read"));
+  }
+
+  /** Grants access (owner or admin only): `users` replaces the disk's authorized users. */
+  async setDiskUsers(
+    principal: Principal,
+    idOrName: string,
+    users: Record<string, DiskAccess>,
+  ): Promise<DiskView> {
+    const disk = await this.disk(principal, idOrName, "read");
+    if (!principal.admin && disk.owner !== principal.name)
+      throw new PermissionDeniedError(`only the owner of disk ${disk.name} may grant access to it`);
+    await this.options.store.setDiskUsers(disk.id, users);
+    return diskView({ ...disk, users });
+  }
+
+  /** Deletes a disk and its files; refused while a container mounts it, unless `force` (which stops them). */
+  async deleteDisk(principal: Principal, idOrName: string, options: { force?: boolean } = {}): Promise<void> {
+    const disk = await this.disk(principal, idOrName, "read");
+    if (!principal.admin && disk.owner !== principal.name)
+      throw new PermissionDeniedError(`only the owner of disk ${disk.name} may delete it`);
+    const users = await this.options.store.containersUsingDisk(disk.id);
+    if (users.length && !options.force) {
+      throw new ConflictError(
+        "mount of disk",
+        `${disk.name} by ${users.map((c) => c.id).join(", ")} (stop them, or delete with force)`,
+      );
+    }
+    for (const container of users) await this.stopContainer(principal, container.id, { asAdmin: true });
+    await this.options.store.deleteDisk(disk.id);
+    await this.files.remove(disk.location);
+  }
+
+  async readDirectory(principal: Principal, idOrName: string, path: string): Promise<DiskEntry[]> {
+    const disk = await this.disk(principal, idOrName, "read");
+    return this.files.list(disk.location, path);
+  }
+
+  async readFile(
+    principal: Principal,
+    idOrName: string,
+    path: string,
+  ): Promise<{ stream: Readable; size: number }> {
+    const disk = await this.disk(principal, idOrName, "read");
+    return this.files.read(disk.location, path);
+  }
+
+  async writeFile(principal: Principal, idOrName: string, path: string, content: Readable): Promise<number> {
+    const disk = await this.disk(principal, idOrName, "write");
+    return this.files.write(disk.location, path, content);
+  }
+
+  // ---- containers
+
+  async createContainer(principal: Principal, request: ContainerRequest): Promise<ContainerView> {
+    const docker = this.docker();
+    const disk = request.disk !== undefined ? await this.disk(principal, request.disk, "write") : undefined;
+    const volumes: Array<VolumeMount & { location: string }> = [];
+    for (const [path, volume] of Object.entries(request.volumes ?? {})) {
+      const readOnly = volume.readOnly ?? false;
+      const mounted = await this.disk(principal, volume.disk, readOnly ? "read" : "write");
+      volumes.push({ path, diskId: mounted.id, readOnly, location: mounted.location });
+    }
+    const diskPath = request.diskPath ?? DEFAULT_DISK_PATH;
+    const record: ContainerRecord = {
+      id: `ctr_${randomBytes(8).toString("hex")}`,
+      owner: principal.name,
+      diskId: disk?.id,
+      diskPath,
+      volumes: volumes.map(({ location: _location, ...v }) => v),
+      image: request.image,
+      command: request.command,
+      initScript: request.initScript,
+      env: request.env ?? {},
+      metadata: request.metadata ?? {},
+      vcpuCount: request.vcpuCount,
+      memSizeMiB: request.memSizeMiB,
+      ports: (request.ports ?? []).map((port) => ({ port, url: undefined })),
+      status: "creating",
+      exitCode: undefined,
+      error: undefined,
+      runtimeId: undefined,
+      createdAt: Date.now(),
+      finishedAt: undefined,
+    };
+    await this.options.store.createContainer(record);
+    let instance: DockerInstance;
+    try {
+      instance = (await docker.start({
+        envName: "control",
+        name: `afs-${record.id.replace("_", "-")}`,
+        image: request.image,
+        serve: false,
+        task: { ...(taskScript(request) !== undefined ? { command: taskScript(request) } : {}) },
+        envVars: record.env,
+        mounts: [
+          ...(disk ? [{ source: disk.location, target: diskPath }] : []),
+          ...volumes.map((v) => ({ source: v.location, target: v.path, readOnly: v.readOnly })),
+        ],
+        ports: request.ports ?? [],
+        restartPolicy: "no",
+        keep: true, // the service owns it, not the process that happened to create it
+        reuse: false,
+        ...(request.vcpuCount !== undefined ? { cpus: request.vcpuCount } : {}),
+        ...(request.memSizeMiB !== undefined ? { memoryBytes: request.memSizeMiB * 2 ** 20 } : {}),
+        labels: { [CONTAINER_LABEL]: record.id, [LABELS.pool]: "control" },
+      })) as DockerInstance;
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      await this.options.store.updateContainer(record.id, {
+        status: "failed",
+        error,
+        finishedAt: Date.now(),
+      });
+      throw err;
+    }
+    const published = await instance.publishedPorts();
+    record.ports = record.ports.map((p) => ({
+      port: p.port,
+      url: published[p.port] ? `http://${published[p.port]}` : undefined,
+    }));
+    record.runtimeId = instance.id;
+    record.status = "running";
+    await this.options.store.updateContainer(record.id, {
+      status: "running",
+      runtimeId: instance.id,
+      ports: record.ports,
+    });
+    this.track(record.id, instance);
+    return containerView(record);
+  }
+
+  async listContainers(
+    principal: Principal,
+    filter: Omit<ContainerFilter, "owner"> = {},
+  ): Promise<ContainerView[]> {
+    const containers = await this.options.store.listContainers({
+      ...filter,
+      ...(principal.admin ? {} : { owner: principal.name }),
+    });
+    return containers.map(containerView);
+  }
+
+  async getContainer(principal: Principal, id: string): Promise<ContainerView> {
+    return containerView(await this.container(principal, id));
+  }
+
+  /** Stops a container (idempotent); it stays listed, `stopped`, until deleted. */
+  async stopContainer(
+    principal: Principal,
+    id: string,
+    options: { asAdmin?: boolean } = {},
+  ): Promise<ContainerView> {
+    const record = options.asAdmin
+      ? await this.options.store.getContainer(id)
+      : await this.container(principal, id);
+    if (!record) throw new NotFoundError("container", id);
+    if (record.status === "running" || record.status === "creating") {
+      await this.options.store.updateContainer(id, { status: "stopped", finishedAt: Date.now() });
+      await (await this.instance(record))?.stop();
+      this.live.delete(id);
+    }
+    return containerView((await this.options.store.getContainer(id)) ?? record);
+  }
+
+  /** Stops and forgets a container. */
+  async deleteContainer(principal: Principal, id: string): Promise<void> {
+    await this.stopContainer(principal, id);
+    const record = await this.options.store.getContainer(id);
+    if (record?.runtimeId) await (await this.instance(record))?.stop();
+    await this.options.store.deleteContainer(id);
+  }
+
+  /** The container's output; with `follow`, what it writes next too, until it ends or `signal` aborts. */
+  async logs(
+    principal: Principal,
+    id: string,
+    options: { follow?: boolean; tail?: number; signal?: AbortSignal } = {},
+  ): Promise<AsyncIterable<string>> {
+    const record = await this.container(principal, id);
+    const instance = await this.instance(record);
+    if (!instance) return (async function* () {})();
+    if (!options.follow) {
+      const text = await instance.logs(options.tail !== undefined ? { tail: options.tail } : {});
+      return (async function* () {
+        yield text;
+      })();
+    }
+    return instance.followLogs({
+      ...(options.tail !== undefined ? { tail: options.tail } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  /** Waits until the container has ended; returns it with its exit code. */
+  async wait(
+    principal: Principal,
+    id: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ContainerView> {
+    const record = await this.container(principal, id);
+    if (record.status === "running") {
+      const instance = await this.instance(record);
+      if (instance) await this.finished(id, instance, options.signal);
+    }
+    return containerView((await this.options.store.getContainer(id)) ?? record);
+  }
+
+  /**
+   * After a (re)start: containers recorded as running are watched again when Docker
+   * still runs them, or marked with how they ended while the service was down.
+   */
+  async recover(): Promise<void> {
+    if (!this.options.docker) return;
+    for (const status of ["running", "creating"] as const) {
+      for (const record of await this.options.store.listContainers({ status })) {
+        const instance = await this.instance(record);
+        if (instance && (await instance.isRunning())) this.track(record.id, instance);
+        else if (instance) await this.finished(record.id, instance);
+        else {
+          await this.options.store.updateContainer(record.id, {
+            status: "failed",
+            error: "its container vanished while the service was down",
+            finishedAt: Date.now(),
+          });
+        }
+      }
+    }
+  }
+
+  /** Stops watching containers; they keep running (the service owns them across restarts). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.live.values()].map((i) => i.detach()));
+    this.live.clear();
+  }
+
+  // ---- internals
+
+  private docker(): DockerRuntime {
+    if (!this.options.docker)
+      throw new RuntimeUnavailableError(
+        "docker",
+        "no Docker engine answers on this server: containers cannot run",
+      );
+    return this.options.docker;
+  }
+
+  /** Records the exit of a running container when it comes. */
+  private track(id: string, instance: DockerInstance): void {
+    this.live.set(id, instance);
+    if (this.watching.has(id)) return;
+    this.watching.add(id);
+    void this.finished(id, instance)
+      .catch(() => undefined)
+      .finally(() => this.watching.delete(id));
+  }
+
+  /** Waits for the exit and records it (unless it was stopped meanwhile). */
+  private async finished(id: string, instance: DockerInstance, signal?: AbortSignal): Promise<void> {
+    const exitCode = await instance.wait(signal ? { signal } : {});
+    const current = await this.options.store.getContainer(id);
+    if (current?.status === "running" || current?.status === "creating") {
+      await this.options.store.updateContainer(id, { status: "exited", exitCode, finishedAt: Date.now() });
+    }
+  }
+
+  /** The Docker instance of a record, when its container still exists. */
+  private async instance(record: ContainerRecord): Promise<DockerInstance | undefined> {
+    const known = this.live.get(record.id);
+    if (known) return known;
+    if (!record.runtimeId || !this.options.docker) return undefined;
+    return this.options.docker.attach(record.runtimeId);
+  }
+
+  /** A disk by id or name that `principal` may access as `need`s; else NotFound / PermissionDenied. */
+  private async disk(principal: Principal, idOrName: string, need: DiskAccess): Promise<DiskRecord> {
+    const disk =
+      (await this.options.store.getDisk(idOrName)) ?? (await this.options.store.getDiskByName(idOrName));
+    if (!disk) throw new NotFoundError("disk", idOrName, `No such disk: ${idOrName}`);
+    if (principal.admin || disk.owner === principal.name) return disk;
+    const access = disk.users[principal.name];
+    if (!access) throw new PermissionDeniedError(`${principal.name} has no access to disk ${disk.name}`);
+    if (need === "write" && access !== "write")
+      throw new PermissionDeniedError(`${principal.name} may only read disk ${disk.name}`);
+    return disk;
+  }
+
+  private async container(principal: Principal, id: string): Promise<ContainerRecord> {
+    const record = await this.options.store.getContainer(id);
+    if (!record) throw new NotFoundError("container", id, `No such container: ${id}`);
+    if (!principal.admin && record.owner !== principal.name)
+      throw new PermissionDeniedError(`${principal.name} may not access container ${id}`);
+    return record;
+  }
+}
+
+/** The shell script a container runs: its initialization script, then its command. */
+function taskScript(request: ContainerRequest): string | undefined {
+  if (request.command === undefined && request.initScript === undefined) return undefined;
+  if (request.initScript === undefined) return request.command;
+  if (request.command === undefined) {
+    throw new ValidationError(
+      "initScript",
+      "an initialization script runs before a command: give command too",
+    );
+  }
+  return `set -e\n${request.initScript}\nset +e\n${request.command}`;
+}
+
+function diskView(disk: DiskRecord): DiskView {
+  const { location: _location, createdAt, ...rest } = disk;
+  return { ...rest, createdAt: new Date(createdAt).toISOString() };
+}
+
+function containerView(record: ContainerRecord): ContainerView {
+  const { runtimeId: _runtimeId, createdAt, finishedAt, ...rest } = record;
+  return {
+    ...rest,
+    createdAt: new Date(createdAt).toISOString(),
+    finishedAt: finishedAt !== undefined ? new Date(finishedAt).toISOString() : null,
+  };
+}
