@@ -20,16 +20,14 @@ export type ExtraFiles = Readonly<Record<string, string>>;
  * context. `extra` files are added at the context's root (and win over the folder's).
  */
 export async function folderContext(dir: string, extra: ExtraFiles = {}, prefix = ""): Promise<Readable> {
-  const rules = await readFile(join(dir, ".dockerignore"), "utf8").catch(() => "");
-  const matcher = dockerignore({ ignorecase: false }).add(rules.split(/\r?\n/));
-  const always = new Set(["Dockerfile", ".dockerignore"]);
+  const ignored = await dockerignoreFilter(dir);
   const replaced = new Set(prefix ? [] : Object.keys(extra));
   const tar = packDirectory(dir, {
     ignore: (name) => {
       const rel = relative(dir, name).split(sep).join("/");
       if (replaced.has(rel)) return true;
-      if (!rel || always.has(rel)) return false;
-      return matcher.ignores(rel);
+      if (!rel) return false;
+      return ignored(rel);
     },
     ...(prefix
       ? { map: (header) => ({ ...header, name: header.name === "." ? prefix : `${prefix}/${header.name}` }) }
@@ -41,6 +39,17 @@ export async function folderContext(dir: string, extra: ExtraFiles = {}, prefix 
     },
   });
   return tar as unknown as Readable; // a streamx stream: pipes like a Node stream
+}
+
+/**
+ * The folder's `.dockerignore` as a test on context paths (`a/b.txt`, `/`-separated):
+ * true for what `docker build` leaves out. `Dockerfile` and `.dockerignore` are always kept.
+ */
+export async function dockerignoreFilter(dir: string): Promise<(relativePath: string) => boolean> {
+  const rules = await readFile(join(dir, ".dockerignore"), "utf8").catch(() => "");
+  const matcher = dockerignore({ ignorecase: false }).add(rules.split(/\r?\n/));
+  const always = new Set(["Dockerfile", ".dockerignore"]);
+  return (rel) => !always.has(rel) && matcher.ignores(rel);
 }
 
 /** A tar context made only of in-memory files. */

@@ -1,9 +1,7 @@
-import type Docker from "dockerode";
 import { readFile } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { z } from "zod";
-import { configuredBaseImage } from "../config.js";
-import { BuildError } from "../errors.js";
+import { configuredBaseImage, rewriteBaseImage } from "../config.js";
 import type { EnvType } from "../runtime/instance.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
 import { connectionFromEnv, dockerClient } from "../runtime/docker/docker-connection.js";
@@ -21,6 +19,7 @@ import {
 import { readEnvFolder } from "./env-folder.js";
 import type { EnvFolder } from "./env-folder.js";
 import { imageRefSchema } from "./image-ref.js";
+import { runBuild } from "./run-build.js";
 
 /** Options of `buildImageFromEnv`; the names are the Python affinetes' ones. */
 export interface BuildImageOptions extends OperationOptions {
@@ -36,7 +35,10 @@ export interface BuildImageOptions extends OperationOptions {
   quiet?: boolean;
   /** Build args for the user's Dockerfile. */
   buildargs?: Record<string, string>;
-  /** Base image for folders without a Dockerfile (and build arg `BASE_IMAGE`); default `AFFINETES_BASE_IMAGE` or `python:3.12-slim`. */
+  /**
+   * Base image for folders without a Dockerfile (and build arg `BASE_IMAGE`); default
+   * `AFFINETES_BASE_IMAGE` or `python:3.12-slim`, then mapped by `AFFINETES_IMAGE_REWRITE`.
+   */
   baseImage?: string;
   /** The Docker engine; default from `DOCKER_HOST`, else the local socket. */
   docker?: DockerConnection;
@@ -55,8 +57,6 @@ const schema = z.object({
   timeoutMs: z.number().int().positive().optional(),
 });
 
-const TAIL_LINES = 40;
-
 /**
  * Builds an environment image in two stages: the folder's Dockerfile (or a default one)
  * becomes `<tag>-base`; a thin layer adds the method server and the `affinetes.env.type`
@@ -66,7 +66,7 @@ const TAIL_LINES = 40;
 export async function buildImageFromEnv(options: BuildImageOptions): Promise<string> {
   parseOptions(schema, stripFunctions(options), "build options");
   const folder = await readEnvFolder(options.envPath, options.envType);
-  const baseImage = options.baseImage ?? configuredBaseImage();
+  const baseImage = rewriteBaseImage(options.baseImage ?? configuredBaseImage());
   const docker = dockerClient(options.docker ?? connectionFromEnv());
   const deadline = new Deadline(`building ${options.imageTag}`, options);
   const baseTag = baseStageTag(options.imageTag);
@@ -106,67 +106,6 @@ async function userStageContext(folder: EnvFolder, baseImage: string): Promise<R
     { Dockerfile: defaultDockerfile(folder, baseImage) },
     DEFAULT_CONTEXT_DIR,
   );
-}
-
-interface RunBuildOptions {
-  tag: string;
-  nocache: boolean | undefined;
-  buildargs?: Record<string, string>;
-  quiet: boolean | undefined;
-  onProgress: ((line: string) => void) | undefined;
-  deadline: Deadline;
-}
-
-interface BuildEvent {
-  stream?: string;
-  status?: string;
-  error?: string;
-  errorDetail?: { message?: string };
-}
-
-async function runBuild(docker: Docker, context: Readable, options: RunBuildOptions): Promise<void> {
-  const tail: string[] = [];
-  const emit = (text: string) => {
-    for (const line of text.split("\n")) {
-      if (!line.trim()) continue;
-      tail.push(line);
-      if (tail.length > TAIL_LINES) tail.shift();
-      options.onProgress?.(line);
-      if (!options.quiet) process.stderr.write(`${line}\n`);
-    }
-  };
-  try {
-    await options.deadline.run(async (signal) => {
-      const stream = await docker.buildImage(context, {
-        t: options.tag,
-        nocache: options.nocache ?? false,
-        rm: true,
-        forcerm: true,
-        ...(options.buildargs ? { buildargs: options.buildargs } : {}),
-        ...(signal ? { abortSignal: signal } : {}),
-      });
-      await new Promise<void>((resolve, reject) => {
-        docker.modem.followProgress(
-          stream,
-          (err: Error | null, events: BuildEvent[]) => {
-            const failed = err ?? events.find((e) => e.error);
-            if (!failed) return resolve();
-            reject(
-              new Error(
-                failed instanceof Error ? failed.message : (failed.errorDetail?.message ?? failed.error),
-              ),
-            );
-          },
-          (event: BuildEvent) => emit(event.stream ?? event.status ?? ""),
-        );
-      });
-    });
-  } catch (err) {
-    if (options.deadline.fired) throw err;
-    throw new BuildError(`building ${options.tag} failed: ${(err as Error).message}`, tail.join("\n"), {
-      cause: err,
-    });
-  }
 }
 
 function stripFunctions(options: BuildImageOptions): Record<string, unknown> {
