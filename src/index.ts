@@ -56,6 +56,10 @@ export type {
 } from "./sdk/client.js";
 export { ContainerHandle } from "./sdk/container-handle.js";
 export { Volume } from "./sdk/volume.js";
+export { App } from "./sdk/app.js";
+export type { AppOptions } from "./sdk/app.js";
+export { FunctionCall, FunctionHandle } from "./sdk/function-handle.js";
+export type { FunctionOptions } from "./sdk/function-handle.js";
 export type { InstanceStore, InstanceRecord, ResourceLimits } from "./store/instance-store.js";
 export { SqliteInstanceStore } from "./store/sqlite-instance-store.js";
 export { PostgresInstanceStore } from "./store/postgres-instance-store.js";

@@ -155,6 +155,12 @@ export class ControlPlane {
     return this.files.write(disk.location, path, content);
   }
 
+  /** Removes a file or folder of the disk; false when there was none. */
+  async deleteFile(principal: Principal, idOrName: string, path: string): Promise<boolean> {
+    const disk = await this.disk(principal, idOrName, "write");
+    return this.files.delete(disk.location, path);
+  }
+
   // ---- containers
 
   async createContainer(principal: Principal, request: ContainerRequest): Promise<ContainerView> {

@@ -79,6 +79,19 @@ export class DiskFiles {
     return (await lstat(file)).size;
   }
 
+  /** Removes a file or a folder with its content; false when there was none. */
+  async delete(location: string, path: string): Promise<boolean> {
+    const target = await this.inside(location, path);
+    if (target === (await realpath(location)))
+      throw new ValidationError("path", "the disk's root cannot be deleted");
+    const existed = await lstat(target).then(
+      () => true,
+      () => false,
+    );
+    await rm(target, { recursive: true, force: true });
+    return existed;
+  }
+
   /**
    * The absolute path of `path` inside the disk; a path leaving it (`..`, or through a
    * symlink pointing out) is a ValidationError.

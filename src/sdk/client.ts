@@ -92,6 +92,16 @@ export class Disks {
     return Buffer.concat(chunks);
   }
 
+  /** Removes a file, or a folder with its content; false when there was none. */
+  async deleteFile(disk: string, path: string): Promise<boolean> {
+    const res = await this.api.json<{ deleted: boolean }>({
+      method: "DELETE",
+      path: `/v1/disks/${encodeURIComponent(disk)}/files`,
+      query: { path },
+    });
+    return res.deleted;
+  }
+
   /** Writes a file (its folders are created); returns its size. */
   async writeFile(disk: string, path: string, content: string | Uint8Array | Readable): Promise<number> {
     const res = await this.api.json<{ size: number }>({

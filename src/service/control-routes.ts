@@ -91,6 +91,11 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
         return { path, size: await control.writeFile(request.principal, idOf(request), path, request.body) };
       });
 
+      v1.delete("/disks/:id/files", async (request) => {
+        const { path } = parseOptions(pathQuery, request.query, "query");
+        return { path, deleted: await control.deleteFile(request.principal, idOf(request), path) };
+      });
+
       v1.post("/containers", async (request, reply) => {
         const body = parseOptions(containerSchema, request.body, "body");
         return reply.code(201).send(await control.createContainer(request.principal, body));

@@ -94,6 +94,9 @@ describe.skipIf(!hasDocker)("docker environments", () => {
     await buildImageFromEnv({ envPath: dir, imageTag: tag, quiet: true });
     await using env = await loadEnv({ image: tag });
     expect(await env.files()).toEqual([".dockerignore", "env.py"]);
+    await env.cleanup();
+    // one image per run would pile up: remove it (its base stage stays, shared by the runs)
+    await new Docker().getImage(tag).remove({ force: true });
 
     writeFileSync(
       join(dir, "Dockerfile"),

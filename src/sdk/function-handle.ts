@@ -1,0 +1,260 @@
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { basename, isAbsolute, normalize, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ContainerError, RemoteError, ValidationError } from "../errors.js";
+import { shellQuote } from "../util/shell-quote.js";
+import type { App } from "./app.js";
+import type { ImageSource } from "./client.js";
+import type { ContainerHandle } from "./container-handle.js";
+import type { Volume } from "./volume.js";
+
+/** How a function's containers run. */
+export interface FunctionOptions {
+  image: ImageSource;
+  vcpuCount?: number;
+  memSizeMiB?: number;
+  /** Further disks, by path inside the container (the app's disk is always mounted). */
+  volumes?: Record<string, Volume>;
+  env?: Record<string, string>;
+  /** Most calls of this function running at once from this client; the rest wait their turn. Default: no limit. */
+  concurrency?: number;
+  /** The interpreter in the image: default `python3` for Python, `node` for JavaScript/TypeScript. */
+  interpreter?: string;
+}
+
+/** A parsed function reference. */
+export interface FunctionRef {
+  language: "python" | "node";
+  /** Relative to the app's disk. */
+  file: string;
+  name: string;
+  /** As given. */
+  text: string;
+}
+
+/** `dir/file.py:function` or `dir/file.{js,mjs,ts}#export`. */
+export function parseFunctionRef(ref: string): FunctionRef {
+  const python = /^(.+\.py):([A-Za-z_][A-Za-z0-9_]*)$/.exec(ref);
+  const node = /^(.+\.(?:js|mjs|cjs|ts|mts))#([A-Za-z_$][A-Za-z0-9_$]*)$/.exec(ref);
+  const match = python ?? node;
+  if (!match?.[1] || !match[2]) {
+    throw new ValidationError(
+      "function",
+      `expected "path/file.py:function" or "path/file.ts#exportName", got ${JSON.stringify(ref)}`,
+    );
+  }
+  const file = normalize(match[1]).replace(/^(\.\/)+/, "");
+  if (isAbsolute(file) || file.startsWith("..")) {
+    throw new ValidationError("function", `the file is a path relative to the app's disk: ${match[1]}`);
+  }
+  return { language: python ? "python" : "node", file, name: match[2], text: ref };
+}
+
+const RUNNERS = {
+  python: fileURLToPath(new URL("../server/function_runner.py", import.meta.url)),
+  node: fileURLToPath(new URL("../server/function-runner.mjs", import.meta.url)),
+} as const;
+
+/** A Python or Node function that runs in its own container, on the app's disk. */
+export class FunctionHandle<
+  Args extends Record<string, unknown> = Record<string, unknown>,
+  Result = unknown,
+> {
+  private uploaded: Promise<void> | undefined;
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(
+    private readonly app: App,
+    private readonly options: FunctionOptions,
+    readonly ref: FunctionRef,
+  ) {
+    if (
+      options.concurrency !== undefined &&
+      !(Number.isInteger(options.concurrency) && options.concurrency > 0)
+    )
+      throw new ValidationError("concurrency", "a positive integer");
+  }
+
+  /**
+   * Calls the function with keyword arguments (Python) or one object argument (Node),
+   * and returns its JSON result. A failure raises `RemoteError` carrying the remote type,
+   * message and traceback; a container that dies without a result, `ContainerError`.
+   */
+  async remote(kwargs?: Args, options: { args?: unknown[]; signal?: AbortSignal } = {}): Promise<Result> {
+    return this.spawn(kwargs, options).result();
+  }
+
+  /**
+   * Starts a call and returns at once; `result()` awaits it. With `concurrency`, the call
+   * waits for its turn first (in the background: spawning never blocks on it).
+   */
+  spawn(kwargs?: Args, options: { args?: unknown[]; signal?: AbortSignal } = {}): FunctionCall<Result> {
+    const started = (async () => {
+      await this.acquire(options.signal);
+      try {
+        return await this.start(kwargs, options);
+      } catch (err) {
+        this.release();
+        throw err;
+      }
+    })();
+    return new FunctionCall<Result>(this.app, this.ref.text, started, () => this.release());
+  }
+
+  /** Uploads what the call needs, writes its arguments, and starts its container. */
+  private async start(kwargs: Args | undefined, options: { args?: unknown[] }): Promise<StartedCall> {
+    const disk = await this.app.diskId();
+    await this.upload(disk);
+    const runner = await this.runnerPath(disk);
+    const callId = `call_${randomBytes(8).toString("hex")}`;
+    const callDir = `.affinetes/calls/${callId}`;
+    await this.app.client.disks.writeFile(
+      disk,
+      `${callDir}/args.json`,
+      JSON.stringify({ args: options.args ?? [], kwargs: kwargs ?? {} }),
+    );
+    const on = (path: string) => shellQuote(`${this.app.diskPath}/${path}`);
+    const interpreter = this.options.interpreter ?? (this.ref.language === "python" ? "python3" : "node");
+    const strip =
+      this.ref.language === "node" && /\.m?ts$/.test(this.ref.file) ? " --experimental-strip-types" : "";
+    const container = await this.app.run({
+      image: this.options.image,
+      command: `${interpreter}${strip} ${on(runner)} ${on(callDir)} ${on(this.ref.file)} ${this.ref.name}`,
+      ...(this.options.vcpuCount !== undefined ? { vcpuCount: this.options.vcpuCount } : {}),
+      ...(this.options.memSizeMiB !== undefined ? { memSizeMiB: this.options.memSizeMiB } : {}),
+      ...(this.options.volumes ? { volumes: this.options.volumes } : {}),
+      ...(this.options.env ? { env: this.options.env } : {}),
+      metadata: { "affinetes.function": this.ref.text, "affinetes.call": callId },
+    });
+    const sink = this.app.logSink;
+    return { disk, callDir, container, streaming: sink ? forward(container, sink) : Promise.resolve() };
+  }
+
+  /** Uploads the function's file when it exists here (once per content). */
+  private upload(disk: string): Promise<void> {
+    const local = resolve(this.ref.file);
+    if (!existsSync(local)) return Promise.resolve(); // on the disk already, or the call reports it missing
+    this.uploaded ??= this.app.client.disks
+      .writeFile(disk, this.ref.file, readFileSync(local))
+      .then(() => undefined)
+      .catch((err: unknown) => {
+        this.uploaded = undefined;
+        throw err;
+      });
+    return this.uploaded;
+  }
+
+  /** The runner script on the disk, under its content hash (uploaded when missing). */
+  private async runnerPath(disk: string): Promise<string> {
+    const content = readFileSync(RUNNERS[this.ref.language]);
+    const hash = createHash("sha256").update(content).digest("hex").slice(0, 16);
+    const path = `.affinetes/runners/${hash}/${basename(RUNNERS[this.ref.language])}`;
+    const present = await this.app.client.disks
+      .readDirectory(disk, `.affinetes/runners/${hash}`)
+      .catch(() => []);
+    if (present.length === 0) await this.app.client.disks.writeFile(disk, path, content);
+    return path;
+  }
+
+  private async acquire(signal?: AbortSignal): Promise<void> {
+    const limit = this.options.concurrency;
+    if (limit === undefined || this.running < limit) {
+      this.running++;
+      return;
+    }
+    await new Promise<void>((resolveTurn, reject) => {
+      const turn = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolveTurn();
+      };
+      const onAbort = () => {
+        this.waiting.splice(this.waiting.indexOf(turn), 1);
+        reject(signal?.reason ?? new Error("aborted"));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.waiting.push(turn);
+    });
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next)
+      next(); // the slot passes on
+    else this.running--;
+  }
+}
+
+/** A call whose container was started. */
+interface StartedCall {
+  disk: string;
+  callDir: string;
+  container: ContainerHandle;
+  streaming: Promise<void>;
+}
+
+/** A call of a function: it runs to its end whether or not `result()` is awaited. */
+export class FunctionCall<Result> {
+  private readonly outcome: Promise<Result>;
+
+  constructor(
+    private readonly app: App,
+    private readonly ref: string,
+    private readonly started: Promise<StartedCall>,
+    done: () => void,
+  ) {
+    this.outcome = started.then((call) => this.finish(call).finally(done));
+    this.outcome.catch(() => undefined); // reported by result(), not as an unhandled rejection
+  }
+
+  /** The container running the call, once it started. */
+  async container(): Promise<ContainerHandle> {
+    return (await this.started).container;
+  }
+
+  /** Waits for the call to end; its result, or the function's error. */
+  result(): Promise<Result> {
+    return this.outcome;
+  }
+
+  private async finish({ disk, callDir, container, streaming }: StartedCall): Promise<Result> {
+    const ended = await container.wait();
+    await streaming;
+    const text = await this.app.client.disks
+      .readFile(disk, `${callDir}/result.json`)
+      .then((b) => b.toString("utf8"))
+      .catch(() => undefined);
+    const logs = text === undefined ? await container.logs({ tail: 50 }).catch(() => "") : "";
+    await this.app.client.disks.deleteFile(disk, callDir).catch(() => false);
+    await container.delete().catch(() => undefined);
+    if (text === undefined) {
+      throw new ContainerError(
+        container.id,
+        `${this.ref} ended (${ended.status}, exit code ${ended.exitCode ?? "none"}) without a result${ended.error ? `: ${ended.error}` : ""}`,
+        { ...(ended.exitCode !== undefined ? { exitCode: ended.exitCode } : {}), logs },
+      );
+    }
+    const document = JSON.parse(text) as {
+      result?: Result;
+      error?: { type: string; message: string; traceback: string };
+    };
+    if (document.error) {
+      throw new RemoteError(this.ref, ended.exitCode ?? 1, {
+        errorType: document.error.type,
+        message: document.error.message,
+        traceback: document.error.traceback,
+      });
+    }
+    return document.result as Result;
+  }
+}
+
+/** Sends the container's output to `sink` as it is written. */
+async function forward(container: ContainerHandle, sink: (chunk: string) => void): Promise<void> {
+  try {
+    for await (const chunk of container.streamLogs()) sink(chunk);
+  } catch {
+    // the output is a convenience: the result does not depend on it
+  }
+}
