@@ -45,7 +45,7 @@ export type { BalancerCandidate, LoadBalanceStrategy, LoadBalancer } from "./poo
 export { DEFAULT_BASE_IMAGE, configuredBaseImage } from "./config.js";
 export { SlurmRuntime } from "./runtime/slurm/slurm-runtime.js";
 export type { SlurmRuntimeOptions } from "./runtime/slurm/slurm-runtime.js";
-export { Client, Containers, Disks } from "./sdk/client.js";
+export { Client, Containers, Disks, Images } from "./sdk/client.js";
 export type {
   ClientOptions,
   ContainerInfo,

@@ -1,5 +1,10 @@
 import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import {
   ConflictError,
   NotFoundError,
@@ -7,6 +12,7 @@ import {
   RuntimeUnavailableError,
   ValidationError,
 } from "../errors.js";
+import { buildPackedImage, tagOf } from "../image/image-builder.js";
 import type { DockerInstance } from "../runtime/docker/docker-instance.js";
 import type { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import { LABELS } from "../runtime/labels.js";
@@ -159,6 +165,31 @@ export class ControlPlane {
   async deleteFile(principal: Principal, idOrName: string, path: string): Promise<boolean> {
     const disk = await this.disk(principal, idOrName, "write");
     return this.files.delete(disk.location, path);
+  }
+
+  // ---- images
+
+  /** The tag of the image of content hash `hash` when the engine has it. */
+  async image(hash: string): Promise<{ hash: string; tag: string } | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new ValidationError("hash", "a sha256 in hex (64 characters)");
+    const tag = tagOf(hash);
+    return (await this.docker().hasImage(tag)) ? { hash, tag } : undefined;
+  }
+
+  /**
+   * Builds a client's packed image context (`Image.buildContext()`) unless the engine has
+   * it: the hash is checked against the content, so a tag always means its content.
+   */
+  async buildImage(hash: string, context: Readable): Promise<{ hash: string; tag: string }> {
+    this.docker();
+    const dir = await mkdtemp(join(tmpdir(), "affinetes-context-"));
+    try {
+      const file = join(dir, "context.tar");
+      await pipeline(context, createWriteStream(file));
+      return { hash, tag: await buildPackedImage(hash, file) };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   // ---- containers

@@ -1,4 +1,5 @@
-import { readFileSync, statSync } from "node:fs";
+import type { Readable } from "node:stream";
+import { createReadStream, readFileSync, statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { z } from "zod";
 import { rewriteBaseImage } from "../config.js";
@@ -14,7 +15,7 @@ import { dockerignoreFilter } from "./build-context.js";
 import type { EscapeChar } from "./dockerfile-syntax.js";
 import { escapeCharOf, jsonWord, quotedWord, rewriteFromLines, runInstruction } from "./dockerfile-syntax.js";
 import type { ContextEntry } from "./image-context.js";
-import { hashContext, listFolder, listPath, packContext } from "./image-context.js";
+import { hashContext, hashPackedContext, listFolder, listPath, packContext } from "./image-context.js";
 import { imageRefSchema } from "./image-ref.js";
 import { runBuild } from "./run-build.js";
 
@@ -262,9 +263,19 @@ export class Image {
     const connection = options.docker ?? connectionFromEnv();
     return inFlight.join(
       `${JSON.stringify(connection)} ${tag}`,
-      (signal, emit) => ensureImage(connection, tag, dockerfile, entries, signal, emit),
+      (signal, emit) => ensureImage(connection, tag, () => packContext(dockerfile, entries), signal, emit),
       { deadline, onProgress: options.onProgress },
     );
+  }
+
+  /**
+   * The build context as a tar stream (the rendered Dockerfile at its root) and its
+   * content hash: what a remote builder (the control plane's `/v1/images`) takes.
+   */
+  async buildContext(): Promise<{ hash: string; context: Readable }> {
+    const dockerfile = this.dockerfile();
+    const entries = await this.contextEntries();
+    return { hash: await hashContext(dockerfile, entries), context: packContext(dockerfile, entries) };
   }
 
   private with(step: ImageStep): Image {
@@ -301,7 +312,36 @@ export class Image {
   }
 }
 
-function tagOf(hash: string): string {
+/**
+ * Builds a packed context received from a client (the control plane's `/v1/images`):
+ * its content hash must be `hash` (checked from the tar itself, so no client can put
+ * other content under an image's tag), then it is built once, as `Image.build` would.
+ * `tarFile` is a file holding the context. Returns the tag.
+ */
+export async function buildPackedImage(
+  hash: string,
+  tarFile: string,
+  options: Omit<ImageBuildOptions, "onProgress"> = {},
+): Promise<string> {
+  if (!/^[0-9a-f]{64}$/.test(hash)) throw new ValidationError("hash", "a sha256 in hex (64 characters)");
+  const deadline = new Deadline("building an image", options);
+  const actual = await deadline.run(() => hashPackedContext(createReadStream(tarFile)));
+  if (actual !== hash)
+    throw new ValidationError(
+      "hash",
+      `the context's content hash is ${actual}, not the ${hash} it was sent as`,
+    );
+  const tag = tagOf(hash);
+  const connection = options.docker ?? connectionFromEnv();
+  return inFlight.join(
+    `${JSON.stringify(connection)} ${tag}`,
+    (signal, emit) => ensureImage(connection, tag, () => createReadStream(tarFile), signal, emit),
+    { deadline },
+  );
+}
+
+/** The tag `Image.build` gives the image of content hash `hash`. */
+export function tagOf(hash: string): string {
   return `${TAG_REPOSITORY}/${hash.slice(0, 16)}:latest`;
 }
 
@@ -309,8 +349,7 @@ function tagOf(hash: string): string {
 async function ensureImage(
   connection: DockerConnection,
   tag: string,
-  dockerfile: string,
-  entries: readonly ContextEntry[],
+  context: () => Readable,
   signal: AbortSignal,
   emit: (line: string) => void,
 ): Promise<string> {
@@ -336,7 +375,7 @@ async function ensureImage(
         });
       }
     }
-    await runBuild(engine.docker, packContext(dockerfile, entries), {
+    await runBuild(engine.docker, context(), {
       tag,
       nocache: false,
       quiet: true,

@@ -4,7 +4,9 @@ import { lstat, readdir, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { once } from "node:events";
 import type { Readable } from "node:stream";
-import { pack as packEntries } from "tar-stream";
+import { pipeline } from "node:stream/promises";
+import { extract as extractEntries, pack as packEntries } from "tar-stream";
+import { ValidationError } from "../errors.js";
 import type { Pack } from "tar-stream";
 
 /** One entry of a build context, read from the client machine when the context is packed. */
@@ -80,6 +82,47 @@ export async function hashContext(dockerfile: string, entries: readonly ContextE
     if (entry.kind === "file") hash.update(await fileDigest(entry.source ?? ""));
     hash.update("\n");
   }
+  return hash.digest("hex");
+}
+
+/**
+ * `hashContext` of a packed context, computed from the tar itself (as `packContext`
+ * wrote it): a builder that receives a context checks the hash it was told against it.
+ */
+export async function hashPackedContext(tar: Readable): Promise<string> {
+  const extract = extractEntries();
+  let dockerfile: string | undefined;
+  const digests: Array<{ name: string; line: string }> = [];
+  extract.on("entry", (header, stream, next) => {
+    const kind = header.type === "directory" ? "directory" : header.type === "symlink" ? "symlink" : "file";
+    const name = header.name.replace(/\/$/, "");
+    const chunks: Buffer[] = [];
+    const hash = createHash("sha256");
+    stream.on("data", (data: unknown) => {
+      const chunk = data as Buffer;
+      if (name === "Dockerfile") chunks.push(chunk);
+      else hash.update(chunk);
+    });
+    stream.on("end", () => {
+      if (name === "Dockerfile") dockerfile = Buffer.concat(chunks).toString("utf8");
+      else {
+        const content =
+          kind === "symlink" ? (header.linkname ?? "") : kind === "file" ? hash.digest("hex") : "";
+        digests.push({
+          name,
+          line: `${kind}\0${name}\0${((header.mode ?? 0) & 0o7777).toString(8)}\0${content}\n`,
+        });
+      }
+      next();
+    });
+    stream.resume();
+  });
+  await pipeline(tar, extract);
+  if (dockerfile === undefined) throw new ValidationError("context", "the build context holds no Dockerfile");
+  const hash = createHash("sha256");
+  hash.update(`affinetes-image/1\0${dockerfile}\0`);
+  for (const entry of digests.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)))
+    hash.update(entry.line);
   return hash.digest("hex");
 }
 

@@ -1,6 +1,6 @@
 import { Pool } from "undici";
 import type { Readable } from "node:stream";
-import { APIError, NotFoundError, ValidationError } from "../errors.js";
+import { APIError, BuildError, NotFoundError, ValidationError } from "../errors.js";
 
 /** How to reach a control plane (`afs serve`). */
 export interface ClientOptions {
@@ -18,6 +18,8 @@ interface RequestOptions {
   query?: Record<string, string | undefined>;
   json?: unknown;
   body?: Uint8Array | string | Readable;
+  /** Content type of `body` (default application/octet-stream). */
+  contentType?: string;
   /** No timeout: waits and followed logs last as long as they last. */
   long?: boolean;
   signal?: AbortSignal;
@@ -70,7 +72,7 @@ export class ApiClient {
       headers["content-type"] = "application/json";
       body = JSON.stringify(options.json);
     } else if (options.body !== undefined) {
-      headers["content-type"] = "application/octet-stream";
+      headers["content-type"] = options.contentType ?? "application/octet-stream";
       body = options.body;
     }
     const res = await this.pool.request({
@@ -94,6 +96,7 @@ export class ApiClient {
       // not JSON: the text is the message
     }
     if (res.statusCode === 404) throw new NotFoundError("resource", options.path, message);
+    if (code === "BUILD_FAILED") throw new BuildError(message);
     throw new APIError(res.statusCode, code, message);
   }
 }

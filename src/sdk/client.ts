@@ -2,6 +2,8 @@ import type { Readable } from "node:stream";
 import type { ContainerView, DiskView } from "../control/control-plane.js";
 import type { DiskEntry } from "../control/disk-files.js";
 import type { ContainerStatus, DiskAccess } from "../store/control-store.js";
+import { NotFoundError } from "../errors.js";
+import type { Image } from "../image/image-builder.js";
 import type { ClientOptions } from "./api-client.js";
 import { ApiClient } from "./api-client.js";
 import { ContainerHandle } from "./container-handle.js";
@@ -11,8 +13,8 @@ export type { ClientOptions } from "./api-client.js";
 export type { ContainerView as ContainerInfo, DiskView as DiskInfo } from "../control/control-plane.js";
 export type { DiskEntry } from "../control/disk-files.js";
 
-/** Something that yields an image reference: a tag, or an `Image` (built before use). */
-export type ImageSource = string | { build(): Promise<string> };
+/** An image: a reference the service's engine has, or an `Image` (built there before use, once). */
+export type ImageSource = string | Image;
 
 /** What a new container runs, where, and with what. */
 export interface ContainerOptions {
@@ -114,12 +116,44 @@ export class Disks {
   }
 }
 
-/** Containers: run a command (or a service) with a disk mounted. */
-export class Containers {
+/** Images built by the service's engine from `Image` definitions. */
+export class Images {
   constructor(private readonly api: ApiClient) {}
 
+  /**
+   * The service's tag of `image`: built there, from a context this client packs and
+   * uploads, unless the service has it already (same content, same tag: built once).
+   */
+  async ensure(image: Image): Promise<string> {
+    const hash = await image.contentHash();
+    const known = await this.api
+      .json<{ tag: string }>({ method: "GET", path: `/v1/images/${hash}` })
+      .catch((err: unknown) => {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      });
+    if (known) return known.tag;
+    const { hash: packed, context } = await image.buildContext(); // packed only when needed
+    const built = await this.api.json<{ tag: string }>({
+      method: "PUT",
+      path: `/v1/images/${packed}`,
+      body: context,
+      contentType: "application/x-tar",
+      long: true, // a build takes as long as it takes
+    });
+    return built.tag;
+  }
+}
+
+/** Containers: run a command (or a service) with a disk mounted. */
+export class Containers {
+  constructor(
+    private readonly api: ApiClient,
+    private readonly images: Images,
+  ) {}
+
   async create(options: ContainerOptions): Promise<ContainerHandle> {
-    const image = typeof options.image === "string" ? options.image : await options.image.build();
+    const image = typeof options.image === "string" ? options.image : await this.images.ensure(options.image);
     const volumes = options.volumes
       ? Object.fromEntries(Object.entries(options.volumes).map(([path, v]) => [path, v.toJSON()]))
       : undefined;
@@ -164,12 +198,14 @@ export class Containers {
 export class Client implements AsyncDisposable {
   readonly disks: Disks;
   readonly containers: Containers;
+  readonly images: Images;
   private readonly api: ApiClient;
 
   constructor(options: ClientOptions = {}) {
     this.api = new ApiClient(options);
     this.disks = new Disks(this.api);
-    this.containers = new Containers(this.api);
+    this.images = new Images(this.api);
+    this.containers = new Containers(this.api, this.images);
   }
 
   get url(): string {

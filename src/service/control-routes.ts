@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { ControlPlane } from "../control/control-plane.js";
 import {
   AffinetesError,
+  BuildError,
   ConflictError,
   NotFoundError,
   PermissionDeniedError,
@@ -55,7 +56,9 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
         await reply.code(status).send({ error: { code, message: (error as Error).message } });
       });
       // file uploads arrive as a stream, written to the disk as they come
-      v1.addContentTypeParser("application/octet-stream", (_request, payload, done) => done(null, payload));
+      v1.addContentTypeParser(["application/octet-stream", "application/x-tar"], (_request, payload, done) =>
+        done(null, payload),
+      );
 
       v1.post("/disks", async (request, reply) => {
         const body = parseOptions(createDiskSchema, request.body, "body");
@@ -94,6 +97,18 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
       v1.delete("/disks/:id/files", async (request) => {
         const { path } = parseOptions(pathQuery, request.query, "query");
         return { path, deleted: await control.deleteFile(request.principal, idOf(request), path) };
+      });
+
+      v1.get("/images/:id", async (request) => {
+        const image = await control.image(idOf(request));
+        if (!image)
+          throw new NotFoundError("image", idOf(request), `No image of content hash ${idOf(request)}`);
+        return image;
+      });
+      v1.put("/images/:id", async (request, reply) => {
+        if (!(request.body instanceof Readable))
+          throw new ValidationError("content-type", "send the build context as application/x-tar");
+        return reply.code(201).send(await control.buildImage(idOf(request), request.body));
       });
 
       v1.post("/containers", async (request, reply) => {
@@ -170,6 +185,7 @@ function statusOf(error: unknown): [number, string] {
   if (error instanceof NotFoundError) return [404, error.code];
   if (error instanceof ConflictError) return [409, error.code];
   if (error instanceof RuntimeUnavailableError) return [503, error.code];
+  if (error instanceof BuildError) return [422, error.code];
   const status = (error as { statusCode?: number }).statusCode; // fastify's own (malformed JSON, body too large)
   if (status && status >= 400 && status < 500) return [status, "BAD_REQUEST"];
   return [500, error instanceof AffinetesError ? error.code : "INTERNAL"];

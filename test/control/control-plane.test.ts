@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { APIError, Client, NotFoundError, Volume } from "../../src/index.js";
+import { APIError, Client, Image, NotFoundError, Volume } from "../../src/index.js";
 import { killAndWait } from "../helpers/client-process.js";
 import { hasDocker, testBaseImage } from "../helpers/docker.js";
 import type { Service } from "../helpers/service.js";
@@ -177,6 +177,34 @@ describe.skipIf(!hasDocker)("control plane: disks and containers (afs serve /v1,
     await expect(
       alice.containers.create({ image: testBaseImage, command: "true", memSizeMiB: -1 }),
     ).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/memSizeMiB/) });
+  });
+
+  it("builds an Image on the service's engine once; a context under another hash is refused", async () => {
+    const image = Image.from(testBaseImage)
+      .env({ BUILT_BY: "the-service" })
+      .runCommands("echo built > /built.txt");
+    const tag = await alice.images.ensure(image);
+    expect(tag).toBe(await image.tag());
+    const created = (await new Docker().getImage(tag).inspect()).Created;
+    expect(await bob.images.ensure(image)).toBe(tag); // another client, same content: no second build
+    expect((await new Docker().getImage(tag).inspect()).Created).toBe(created);
+    const c = await alice.containers.create({ image, command: "cat /built.txt; echo $BUILT_BY" });
+    await c.wait();
+    expect(await c.logs()).toBe("built\nthe-service\n");
+    const other = await Image.from(testBaseImage).env({ X: "1" }).buildContext();
+    const forged = await request(`${service.url}/v1/images/${"0".repeat(64)}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${keys.alice}`, "content-type": "application/x-tar" },
+      body: other.context,
+    });
+    expect(forged.statusCode).toBe(400);
+    expect(await forged.body.json()).toMatchObject({
+      error: { code: "VALIDATION", message: expect.stringMatching(/content hash/) },
+    });
+    await new Docker()
+      .getImage(tag)
+      .remove({ force: true })
+      .catch(() => undefined);
   });
 
   it("a restarted service keeps its disks and containers", async () => {

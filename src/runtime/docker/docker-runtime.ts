@@ -270,6 +270,17 @@ export class DockerRuntime implements Runtime {
     }
   }
 
+  /** Whether the engine has an image of this reference. */
+  async hasImage(ref: string): Promise<boolean> {
+    try {
+      await this.docker.getImage(ref).inspect();
+      return true;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return false;
+      throw err;
+    }
+  }
+
   /** The instance of an existing container (in any state) by id or name; undefined when there is none. */
   async attach(idOrName: string): Promise<DockerInstance | undefined> {
     let info: Docker.ContainerInspectInfo;
