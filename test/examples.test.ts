@@ -2,7 +2,9 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { hasDocker } from "./helpers/docker.js";
+import { killAndWait } from "./helpers/client-process.js";
 import { repoRoot } from "./helpers/paths.js";
+import { serve } from "./helpers/service.js";
 
 const run = promisify(execFile);
 
@@ -35,5 +37,24 @@ describe("examples/quickstart.ts", () => {
     const error = await quickstart("--mode", "kubernetes").catch((e: unknown) => e);
     expect((error as { code?: number }).code).toBe(2);
     expect((error as { stderr?: string }).stderr).toMatch(/--mode must be "docker" or "process"/);
+  });
+});
+
+describe.skipIf(!hasDocker)("examples/control-plane.ts", () => {
+  it("runs against a service, as its header says", async () => {
+    const apiKey = "example-key-0123456789abcdef";
+    const service = await serve("--api-key", apiKey);
+    try {
+      const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/control-plane.ts"], {
+        cwd: repoRoot,
+        timeout: 120_000,
+        env: { ...process.env, AFFINETES_URL: service.url, AFFINETES_API_KEY: apiKey },
+      });
+      expect(stdout).toContain("  | counted 11 words");
+      expect(stdout).toContain('top words: [["the",4],["cat",2]]');
+      expect(stdout).toContain("exit code: 0 files: poem.txt");
+    } finally {
+      await killAndWait(service.child, "SIGTERM");
+    }
   });
 });

@@ -35,6 +35,7 @@ describe.skipIf(!hasDocker)("control plane: apps and functions", () => {
     const reader = await app.run({ image: testBaseImage, command: "cat /mnt/disk/out/model.txt" });
     await reader.wait();
     expect(await reader.logs()).toBe("trained 3 epochs\n");
+    await reader.delete();
     expect(
       await app.function({ image: python }, "test/fixtures/functions/train.py:later").remote({ value: 7 }),
     ).toEqual([7, 7]);

@@ -58,11 +58,22 @@ export function killSshd(host: RemoteHost): void {
   execSync(`pkill -KILL -P ${pid} || true; kill -KILL ${pid} || true`);
 }
 
+/**
+ * The environment daemons restarted by tests get: the machine's, not the test run's (they
+ * outlive the run, and must not look like something the tests left behind).
+ */
+function machineEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !/^(AFFINETES_|VITEST|NODE_OPTIONS)/.test(key)),
+  );
+}
+
 /** Starts a host's sshd again, exactly as the setup script does. */
 export function startSshd(host: RemoteHost): void {
   execSync(
     `/usr/sbin/sshd -p 2222 -o ListenAddress=${host.address} -o PermitRootLogin=prohibit-password ` +
       `-o SetEnv=DOCKER_HOST=unix://${host.socket} -o PidFile=/run/sshd-${host.name}.pid`,
+    { env: machineEnv() },
   );
 }
 
@@ -77,5 +88,5 @@ export function stopDockerd(host: RemoteHost): void {
 
 /** Starts a host's dockerd again through the setup script (idempotent for everything else). */
 export function startDockerd(): void {
-  execSync("bash .ci/setup-ssh-hosts.sh", { stdio: "ignore" });
+  execSync("bash .ci/setup-ssh-hosts.sh", { stdio: "ignore", env: machineEnv() });
 }

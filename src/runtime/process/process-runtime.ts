@@ -105,7 +105,7 @@ export class ProcessRuntime implements Runtime {
     // Unless it must outlive us, the shell ends with its client, as the method server does.
     const script = spec.keep
       ? KEEP_ALIVE_SCRIPT
-      : `trap 'exit 0' TERM INT; while kill -0 ${process.pid} 2>/dev/null; do sleep 1 & wait $!; done`;
+      : `trap 'kill $! 2>/dev/null; exit 0' TERM INT; while kill -0 ${process.pid} 2>/dev/null; do sleep 1 & wait $!; done`;
     let child;
     try {
       child = spawn("sh", ["-c", script], {

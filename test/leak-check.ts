@@ -1,0 +1,87 @@
+/**
+ * Global setup of the test run: at its end, nothing the tests started may still run —
+ * no container labelled by affinetes created during the run, no Slurm job of ours, no
+ * process started under the run's state folder. What is found is named, removed, and
+ * fails the run: "nothing leaks" is checked, not hoped.
+ */
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import Docker from "dockerode";
+
+const started = Math.floor(Date.now() / 1000);
+
+export default function setup(): () => Promise<void> {
+  return async () => {
+    const leaks = [...(await containers()), ...jobs(), ...processes()];
+    if (leaks.length === 0) return;
+    for (const leak of leaks) await leak.remove().catch(() => undefined);
+    process.exitCode = 1; // vitest reports an error thrown here, but would still exit 0
+    throw new Error(`the tests left these behind (now removed):\n  ${leaks.map((l) => l.what).join("\n  ")}`);
+  };
+}
+
+interface Leak {
+  what: string;
+  remove: () => Promise<void>;
+}
+
+async function containers(): Promise<Leak[]> {
+  const docker = new Docker();
+  const list = await docker
+    .listContainers({ all: true, filters: { label: ["affinetes.managed=true"] } })
+    .catch(() => []);
+  return list
+    .filter((c) => c.Created >= started)
+    .map((c) => ({
+      what: `container ${c.Names[0]} (${c.State}, ${c.Labels["affinetes.env.name"] ?? "?"})`,
+      remove: async () => {
+        await docker.getContainer(c.Id).remove({ force: true });
+      },
+    }));
+}
+
+function jobs(): Leak[] {
+  let out = "";
+  try {
+    out = execFileSync("squeue", ["--me", "-h", "-o", "%i|%k|%j"], { encoding: "utf8" });
+  } catch {
+    return []; // no Slurm here
+  }
+  return out
+    .split("\n")
+    .map((line) => line.trim().split("|"))
+    .filter(([id, comment]) => id && comment?.startsWith("affinetes:"))
+    .map(([id, , name]) => ({
+      what: `Slurm job ${id} (${name})`,
+      remove: async () => {
+        execFileSync("scancel", [id as string]);
+      },
+    }));
+}
+
+/** Processes whose environment names this run's state folder (sandboxes, servers, commands). */
+function processes(): Leak[] {
+  const dir = process.env.AFFINETES_TEST_STATE_DIR;
+  if (!dir) return [];
+  const needle = `AFFINETES_STATE_DIR=${dir}\0`;
+  const leaks: Leak[] = [];
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (!readFileSync(`/proc/${pid}/environ`, "utf8").includes(needle)) continue;
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").trim();
+      // vitest's own workers carry the variable too, and end on their own
+      if (/vitest|node_modules/.test(cmdline)) continue;
+      leaks.push({
+        what: `process ${pid}: ${cmdline.slice(0, 120)}`,
+        remove: async () => {
+          process.kill(pid, "SIGKILL");
+        },
+      });
+    } catch {
+      // exited meanwhile, or not ours
+    }
+  }
+  return leaks;
+}
