@@ -353,7 +353,8 @@ export class ContainerError extends AffinetesError {
   readonly logs: string;
 
   constructor(containerId: string, message: string, details: { exitCode?: number; logs?: string } = {}) {
-    super("CONTAINER_FAILED", message);
+    const logs = details.logs?.trim();
+    super("CONTAINER_FAILED", logs ? `${message}\n--- container output (tail) ---\n${logs}` : message);
     this.containerId = containerId;
     this.exitCode = details.exitCode;
     this.logs = details.logs ?? "";

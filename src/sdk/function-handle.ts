@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { basename, isAbsolute, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
 import { ContainerError, RemoteError, ValidationError } from "../errors.js";
 import { shellQuote } from "../util/shell-quote.js";
 import type { App } from "./app.js";
@@ -61,7 +62,7 @@ export class FunctionHandle<
   Args extends Record<string, unknown> = Record<string, unknown>,
   Result = unknown,
 > {
-  private uploaded: Promise<void> | undefined;
+  private uploaded: Promise<string> | undefined;
   private running = 0;
   private readonly waiting: Array<() => void> = [];
 
@@ -106,7 +107,7 @@ export class FunctionHandle<
   /** Uploads what the call needs, writes its arguments, and starts its container. */
   private async start(kwargs: Args | undefined, options: { args?: unknown[] }): Promise<StartedCall> {
     const disk = await this.app.diskId();
-    await this.upload(disk);
+    const file = await this.code(disk);
     const runner = await this.runnerPath(disk);
     const callId = `call_${randomBytes(8).toString("hex")}`;
     const callDir = `.affinetes/calls/${callId}`;
@@ -117,11 +118,10 @@ export class FunctionHandle<
     );
     const on = (path: string) => shellQuote(`${this.app.diskPath}/${path}`);
     const interpreter = this.options.interpreter ?? (this.ref.language === "python" ? "python3" : "node");
-    const strip =
-      this.ref.language === "node" && /\.m?ts$/.test(this.ref.file) ? " --experimental-strip-types" : "";
+    const strip = this.ref.language === "node" && /\.m?ts$/.test(file) ? " --experimental-strip-types" : "";
     const container = await this.app.run({
       image: this.options.image,
-      command: `${interpreter}${strip} ${on(runner)} ${on(callDir)} ${on(this.ref.file)} ${this.ref.name}`,
+      command: `${interpreter}${strip} ${on(runner)} ${on(callDir)} ${on(file)} ${this.ref.name}`,
       ...(this.options.vcpuCount !== undefined ? { vcpuCount: this.options.vcpuCount } : {}),
       ...(this.options.memSizeMiB !== undefined ? { memSizeMiB: this.options.memSizeMiB } : {}),
       ...(this.options.volumes ? { volumes: this.options.volumes } : {}),
@@ -132,18 +132,46 @@ export class FunctionHandle<
     return { disk, callDir, container, streaming: sink ? forward(container, sink) : Promise.resolve() };
   }
 
-  /** Uploads the function's file when it exists here (once per content). */
-  private upload(disk: string): Promise<void> {
+  /**
+   * Puts the function's code on the disk when its file exists here (once per handle), and
+   * returns the path to run. Python files go to the same path. JavaScript and TypeScript
+   * files are bundled with their local imports into one ES module (esbuild; packages stay
+   * imports), so they run on any Node >= 18 in the image, types stripped.
+   */
+  private code(disk: string): Promise<string> {
     const local = resolve(this.ref.file);
-    if (!existsSync(local)) return Promise.resolve(); // on the disk already, or the call reports it missing
-    this.uploaded ??= this.app.client.disks
-      .writeFile(disk, this.ref.file, readFileSync(local))
-      .then(() => undefined)
-      .catch((err: unknown) => {
-        this.uploaded = undefined;
-        throw err;
-      });
+    if (!existsSync(local)) {
+      // already on the disk (a .ts file there needs a Node that strips types)
+      return Promise.resolve(this.ref.file);
+    }
+    this.uploaded ??= this.uploadCode(disk, local).catch((err: unknown) => {
+      this.uploaded = undefined;
+      throw err;
+    });
     return this.uploaded;
+  }
+
+  private async uploadCode(disk: string, local: string): Promise<string> {
+    if (this.ref.language === "python") {
+      await this.app.client.disks.writeFile(disk, this.ref.file, readFileSync(local));
+      return this.ref.file;
+    }
+    const bundled = await build({
+      entryPoints: [local],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node18",
+      packages: "external",
+      write: false,
+      logLevel: "silent",
+    }).catch((err: unknown) => {
+      throw new ValidationError("function", `${this.ref.file} does not compile: ${(err as Error).message}`);
+    });
+    const code = bundled.outputFiles[0]?.contents ?? new Uint8Array();
+    const path = `.affinetes/code/${createHash("sha256").update(code).digest("hex").slice(0, 16)}.mjs`;
+    await this.app.client.disks.writeFile(disk, path, code);
+    return path;
   }
 
   /** The runner script on the disk, under its content hash (uploaded when missing). */

@@ -86,6 +86,28 @@ describe.skipIf(!hasDocker)("control plane: apps and functions", () => {
     });
   });
 
+  it("runs a TypeScript function, bundled with its local imports, on the image's Node", async () => {
+    const node = Image.from(testBaseImage).copy(process.execPath, "/usr/local/bin/node");
+    const weighted = app.function<{ samples: Array<{ label: string; score: number }> }>(
+      { image: node },
+      "test/fixtures/functions/scoring.ts#weighted",
+    );
+    expect(
+      await weighted.remote({
+        samples: [
+          { label: "hard", score: 3 },
+          { label: "easy", score: 4 },
+          { label: "other", score: 5 },
+        ],
+      }),
+    ).toEqual({ hard: 6, easy: 2, other: 5 });
+  });
+
+  it("a function file that is neither here nor on the disk is reported by the remote side", async () => {
+    const missing = app.function({ image: python }, "nowhere/missing.py:main");
+    await expect(missing.remote()).rejects.toMatchObject({ errorType: "FileNotFoundError" });
+  });
+
   it("refuses a malformed function reference", () => {
     expect(() => app.function({ image: python }, "train.py")).toThrow(/path\/file.py:function/);
     expect(() => app.function({ image: python }, "../x.py:f")).toThrow(/relative to the app's disk/);
