@@ -57,6 +57,16 @@ export type {
 export { ContainerHandle } from "./sdk/container-handle.js";
 export { Volume } from "./sdk/volume.js";
 export { App } from "./sdk/app.js";
+export { Colonies, ProcessStates, funcSpec, newIdentity, generatePrivateKey, idOf } from "./sdk/colonies.js";
+export type {
+  Colony,
+  Executor,
+  FunctionSpec,
+  Identity,
+  LogEntry,
+  Process,
+  ProcessGraph,
+} from "./sdk/colonies.js";
 export type { AppOptions } from "./sdk/app.js";
 export { FunctionCall, FunctionHandle } from "./sdk/function-handle.js";
 export type { FunctionOptions } from "./sdk/function-handle.js";

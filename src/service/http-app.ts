@@ -13,6 +13,8 @@ import type { ControlPlane } from "../control/control-plane.js";
 import type { Principal } from "../control/principals.js";
 import { ApiKeys } from "../control/principals.js";
 import { parseOptions } from "../util/validate.js";
+import type { ColoniesServer } from "../queue/colonies-server.js";
+import { registerColoniesRoutes } from "./colonies-routes.js";
 import { registerControlRoutes } from "./control-routes.js";
 import { openApiDocument } from "./openapi.js";
 import { closeSchema, executeSchema, startSchema, statsQuerySchema } from "./request-schemas.js";
@@ -25,6 +27,8 @@ export interface HttpAppOptions {
   keys?: ApiKeys;
   /** The control plane, served under `/v1/`. */
   control?: ControlPlane | undefined;
+  /** The process queue on the ColonyOS protocol, served at `POST /api`. */
+  colonies?: ColoniesServer | undefined;
   /** The version the OpenAPI document names. */
   version?: string;
 }
@@ -47,6 +51,8 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
   // null, then set per request: fastify refuses a shared object as a request decoration
   app.decorateRequest("principal", null as unknown as Principal);
   app.addHook("onRequest", async (request, reply) => {
+    // ColonyOS calls are signed: the signature, not a bearer key, says who calls
+    if (options.colonies && request.url.split("?")[0] === "/api") return;
     const principal = keys.authenticate(request.headers.authorization);
     if (principal) {
       request.principal = principal;
@@ -62,6 +68,7 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
       );
   });
   if (options.control) registerControlRoutes(app, options.control);
+  if (options.colonies) registerColoniesRoutes(app, options.colonies);
 
   app.setErrorHandler(async (error, _request, reply) => {
     const [status, body] = toHttp(error);

@@ -10,6 +10,8 @@ import { PostgresControlStore } from "../store/postgres-control-store.js";
 import { PostgresInstanceStore } from "../store/postgres-instance-store.js";
 import { SqliteControlStore } from "../store/sqlite-control-store.js";
 import { SqliteInstanceStore } from "../store/sqlite-instance-store.js";
+import { SqliteQueueStore } from "../store/sqlite-queue-store.js";
+import { ColoniesServer } from "../queue/colonies-server.js";
 import { EnvironmentCatalog } from "./environment-catalog.js";
 import { buildHttpApp } from "./http-app.js";
 import type { RecoveryReport } from "./rollout-service.js";
@@ -32,6 +34,8 @@ export interface ServiceConfig {
   apiKeysFile?: string | undefined;
   /** Where local disks keep their folders; default `<state dir>/disks`. */
   disksDir?: string | undefined;
+  /** The ColonyOS server owner's id (who adds colonies); the queue is served at `/api` when given. */
+  coloniesServerId?: string | undefined;
   version: string;
 }
 
@@ -72,10 +76,16 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     docker: dockerAnswers ? docker : undefined,
     disksRoot: config.disksDir ?? join(stateDir(), "disks"),
   });
+  const queueStore = config.coloniesServerId ? new SqliteQueueStore(queueFile(config.db)) : undefined;
+  const colonies =
+    queueStore && config.coloniesServerId
+      ? new ColoniesServer({ store: queueStore, serverId: config.coloniesServerId })
+      : undefined;
   const recovered = await service.recover();
   await control.recover();
   service.startIdleReaper();
-  const app = buildHttpApp(service, { keys, control, version: config.version });
+  colonies?.start();
+  const app = buildHttpApp(service, { keys, control, colonies, version: config.version });
   return {
     app,
     recovered,
@@ -83,12 +93,20 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
       await app.close();
       await service.shutdown({ stopInstances });
       await control.close();
+      await colonies?.close();
+      await queueStore?.close();
       await runtimes.close();
       await docker.close();
       await stores.instances.close();
       await stores.control.close();
     },
   };
+}
+
+/** The queue's SQLite file: the service's own, or (with PostgreSQL for the rest, not yet for the queue) one in the state dir. */
+function queueFile(db: string | undefined): string {
+  if (db && !/^postgres(ql)?:\/\//.test(db)) return db;
+  return join(stateDir(), "queue.db");
 }
 
 async function openStores(

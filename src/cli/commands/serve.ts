@@ -19,6 +19,7 @@ interface ServeFlags {
   apiKey?: string;
   apiKeys?: string;
   disksDir?: string;
+  coloniesServerId?: string;
   serviceId?: string;
   idleTtl?: string;
   onExit: "stop" | "keep";
@@ -56,6 +57,10 @@ export function serveCommand(output: OutputFactory): Command {
     .option(
       "--api-keys <file>",
       'more keys and their principals: {"<key>": "alice", "<key>": {"name": "ops", "admin": true}}',
+    )
+    .option(
+      "--colonies-server-id <id>",
+      "serve the process queue (ColonyOS protocol, POST /api) owned by this server id (default COLONIES_SERVER_ID)",
     )
     .option(
       "--disks-dir <dir>",
@@ -103,6 +108,7 @@ export function serveCommand(output: OutputFactory): Command {
         apiKey: flags.apiKey,
         apiKeysFile: flags.apiKeys,
         disksDir: flags.disksDir,
+        coloniesServerId: flags.coloniesServerId ?? process.env.COLONIES_SERVER_ID,
         version: command.parent?.version() ?? "0.0.0",
       });
       const { app, recovered } = opened;

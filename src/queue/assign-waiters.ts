@@ -1,0 +1,57 @@
+/**
+ * Executors waiting in a long-poll assign, by colony and executor type. A new process
+ * wakes one waiter, not all of them (no thundering herd). No wake-up is lost: one that
+ * comes between an executor's look at the queue and its wait makes the wait return at
+ * once (each key counts its wake-ups; a waiter says which count it saw).
+ */
+export class AssignWaiters {
+  private readonly queues = new Map<string, Array<(woken: boolean) => void>>();
+  private readonly wakeups = new Map<string, number>();
+
+  /** How many wake-ups the colony and type have had: read it before looking at the queue. */
+  seen(colonyname: string, executortype: string): number {
+    return this.wakeups.get(keyOf(colonyname, executortype)) ?? 0;
+  }
+
+  /**
+   * Resolves true when woken (at once when a wake-up came since `seen`), false after
+   * `ms` or when cancelled.
+   */
+  wait(colonyname: string, executortype: string, ms: number, seen: number): Promise<boolean> {
+    const key = keyOf(colonyname, executortype);
+    if ((this.wakeups.get(key) ?? 0) !== seen) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const queue = this.queues.get(key) ?? [];
+      this.queues.set(key, queue);
+      const waiter = (woken: boolean) => {
+        clearTimeout(timer);
+        resolve(woken);
+      };
+      const timer = setTimeout(() => {
+        const at = queue.indexOf(waiter);
+        if (at >= 0) queue.splice(at, 1);
+        if (queue.length === 0) this.queues.delete(key);
+        resolve(false);
+      }, ms);
+      queue.push(waiter);
+    });
+  }
+
+  /** Wakes up to `count` waiters of the colony and type, the longest-waiting first. */
+  wake(colonyname: string, executortype: string, count: number): void {
+    const key = keyOf(colonyname, executortype);
+    this.wakeups.set(key, (this.wakeups.get(key) ?? 0) + 1);
+    const queue = this.queues.get(key);
+    for (let i = 0; i < count && queue?.length; i++) queue.shift()?.(true);
+  }
+
+  /** Ends every wait (the server stops). */
+  cancelAll(): void {
+    for (const queue of this.queues.values()) for (const waiter of queue.splice(0)) waiter(false);
+    this.queues.clear();
+  }
+}
+
+function keyOf(colonyname: string, executortype: string): string {
+  return `${colonyname}\u0000${executortype}`;
+}

@@ -1,0 +1,64 @@
+import type { Colony, Executor, LogEntry, Process, ProcessGraph, ProcessState } from "./model.js";
+
+/** What an executor asking for work offers. */
+export interface AssignRequest {
+  colonyname: string;
+  executorid: string;
+  executorname: string;
+  executortype: string;
+}
+
+/**
+ * The process queue's store extension point (SQLite embedded; PostgreSQL for several
+ * service replicas). Objects are stored as the protocol's JSON documents, with the
+ * fields the queue selects on kept as columns.
+ */
+export interface QueueStore {
+  addColony(colony: Colony): Promise<void>;
+  getColony(name: string): Promise<Colony | undefined>;
+  listColonies(): Promise<Colony[]>;
+  /** Removes the colony and everything in it. */
+  removeColony(name: string): Promise<boolean>;
+
+  addExecutor(executor: Executor): Promise<void>;
+  getExecutor(colonyname: string, executorname: string): Promise<Executor | undefined>;
+  getExecutorById(executorid: string): Promise<Executor | undefined>;
+  listExecutors(colonyname: string): Promise<Executor[]>;
+  updateExecutor(executor: Executor): Promise<void>;
+  removeExecutor(colonyname: string, executorname: string): Promise<boolean>;
+
+  /** Inserts processes (and the graph they form, when given) all at once. */
+  addProcesses(processes: readonly Process[], graph?: ProcessGraph): Promise<void>;
+  getProcess(processid: string): Promise<Process | undefined>;
+  /** Several processes by id, in the order asked. */
+  getProcesses(processids: readonly string[]): Promise<Process[]>;
+  /** WAITING by priority time; RUNNING by start time; finished ones newest first. */
+  listProcesses(filter: {
+    colonyname: string;
+    state: ProcessState;
+    count: number;
+    executortype?: string;
+    label?: string;
+  }): Promise<Process[]>;
+  /** Replaces stored processes with these versions (all at once). */
+  updateProcesses(processes: readonly Process[]): Promise<void>;
+  removeProcess(processid: string): Promise<boolean>;
+  /**
+   * Atomically takes the first assignable process for this executor (WAITING, not
+   * waiting for parents, of its colony and type, naming it or no executor), in priority
+   * order, and marks it RUNNING and assigned through `start`. Two executors never get
+   * the same process, also from several service processes.
+   */
+  assign(request: AssignRequest, start: (process: Process) => Process): Promise<Process | undefined>;
+  /** RUNNING processes past their execution deadline, and WAITING ones past their waiting deadline. */
+  pastDeadlines(nowMs: number): Promise<{ running: Process[]; waiting: Process[] }>;
+
+  getGraph(processgraphid: string): Promise<ProcessGraph | undefined>;
+  updateGraph(graph: ProcessGraph): Promise<void>;
+  listGraphs(filter: { colonyname: string; state: ProcessState; count: number }): Promise<ProcessGraph[]>;
+
+  addLog(entry: LogEntry): Promise<void>;
+  getLogs(filter: { processid: string; count: number; since: number }): Promise<LogEntry[]>;
+
+  close(): Promise<void>;
+}

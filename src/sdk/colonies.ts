@@ -1,0 +1,284 @@
+import { Pool } from "undici";
+import { APIError, ValidationError } from "../errors.js";
+import { generatePrivateKey, idOf } from "../queue/crypto.js";
+import { requestEnvelope } from "../queue/envelope.js";
+import type {
+  Colony,
+  Conditions,
+  Executor,
+  FunctionSpec,
+  LogEntry,
+  Process,
+  ProcessGraph,
+} from "../queue/model.js";
+import { completeSpec } from "../queue/model.js";
+
+export type { Colony, Executor, FunctionSpec, LogEntry, Process, ProcessGraph } from "../queue/model.js";
+export { generatePrivateKey, idOf } from "../queue/crypto.js";
+
+/** Process states as numbers on the wire. */
+export const ProcessStates = { WAITING: 0, RUNNING: 1, SUCCESS: 2, FAILED: 3 } as const;
+
+/** A key pair's private key and the id it signs as. */
+export interface Identity {
+  privateKey: string;
+  id: string;
+}
+
+/** A new identity (for a colony, an executor or a user). */
+export function newIdentity(): Identity {
+  const privateKey = generatePrivateKey();
+  return { privateKey, id: idOf(privateKey) };
+}
+
+/**
+ * A function spec with pycolonies' defaults (priority 0, no wait/exec limit, unlimited
+ * retries, `nodename` = `funcname`).
+ */
+export function funcSpec(options: {
+  funcname: string;
+  colonyname: string;
+  executortype: string;
+  args?: unknown[];
+  kwargs?: Record<string, unknown>;
+  nodename?: string;
+  dependencies?: string[];
+  executornames?: string[];
+  priority?: number;
+  maxwaittime?: number;
+  maxexectime?: number;
+  maxretries?: number;
+  label?: string;
+  env?: Record<string, string>;
+}): FunctionSpec {
+  const conditions: Partial<Conditions> = {
+    colonyname: options.colonyname,
+    executortype: options.executortype,
+    dependencies: options.dependencies ?? [],
+    executornames: options.executornames ?? [],
+  };
+  return completeSpec({
+    funcname: options.funcname,
+    nodename: options.nodename ?? options.funcname,
+    args: options.args ?? [],
+    kwargs: options.kwargs ?? {},
+    priority: options.priority ?? 0,
+    maxwaittime: options.maxwaittime ?? -1,
+    maxexectime: options.maxexectime ?? -1,
+    maxretries: options.maxretries ?? -1,
+    label: options.label ?? "",
+    env: options.env ?? {},
+    conditions,
+  });
+}
+
+/**
+ * A ColonyOS client (the operations of pycolonies, camelCased): every call is signed
+ * with the private key it is given, as the protocol wants.
+ */
+export class Colonies implements AsyncDisposable {
+  private readonly pool: Pool;
+
+  /** `url`: the server, e.g. `http://127.0.0.1:8008` (`afs serve`) or a ColonyOS server. */
+  constructor(readonly url: string) {
+    if (!/^https?:\/\/[^/]+\/?$/.test(url))
+      throw new ValidationError("url", `expected http(s)://host:port, got ${url}`);
+    this.pool = new Pool(url.replace(/\/$/, ""), { connections: 32 });
+  }
+
+  version(): Promise<{ buildversion: string }> {
+    return this.rpc({ msgtype: "versionmsg" }, generatePrivateKey());
+  }
+
+  addColony(colony: Colony, serverPrivateKey: string): Promise<Colony> {
+    return this.rpc({ msgtype: "addcolonymsg", colony }, serverPrivateKey);
+  }
+
+  getColony(colonyname: string, privateKey: string): Promise<Colony> {
+    return this.rpc({ msgtype: "getcolonymsg", colonyname }, privateKey);
+  }
+
+  getColonies(serverPrivateKey: string): Promise<Colony[]> {
+    return this.rpc<Colony[] | null>({ msgtype: "getcoloniesmsg" }, serverPrivateKey).then(orEmpty);
+  }
+
+  removeColony(colonyname: string, serverPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "removecolonymsg", colonyname }, serverPrivateKey);
+  }
+
+  addExecutor(
+    executor: { executorid: string; executortype: string; executorname: string; colonyname: string },
+    colonyPrivateKey: string,
+  ): Promise<Executor> {
+    return this.rpc({ msgtype: "addexecutormsg", executor }, colonyPrivateKey);
+  }
+
+  approveExecutor(colonyname: string, executorname: string, colonyPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "approveexecutormsg", colonyname, executorname }, colonyPrivateKey);
+  }
+
+  rejectExecutor(colonyname: string, executorname: string, colonyPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "rejectexecutormsg", colonyname, executorname }, colonyPrivateKey);
+  }
+
+  removeExecutor(colonyname: string, executorname: string, colonyPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "removeexecutormsg", colonyname, executorname }, colonyPrivateKey);
+  }
+
+  getExecutors(colonyname: string, privateKey: string): Promise<Executor[]> {
+    return this.rpc<Executor[] | null>({ msgtype: "getexecutorsmsg", colonyname }, privateKey).then(orEmpty);
+  }
+
+  submitFuncSpec(spec: FunctionSpec, privateKey: string): Promise<Process> {
+    return this.rpc({ msgtype: "submitfuncspecmsg", spec }, privateKey);
+  }
+
+  /**
+   * Waits up to `timeoutS` seconds for a process to run; undefined when none came (404).
+   */
+  async assign(
+    colonyname: string,
+    timeoutS: number,
+    executorPrivateKey: string,
+  ): Promise<Process | undefined> {
+    try {
+      return await this.rpc<Process>(
+        { msgtype: "assignprocessmsg", colonyname, timeout: timeoutS },
+        executorPrivateKey,
+        {
+          long: true,
+        },
+      );
+    } catch (err) {
+      if (err instanceof APIError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Closes a process as successful, with its output. */
+  close(processid: string, out: unknown[], executorPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "closesuccessfulmsg", processid, out }, executorPrivateKey);
+  }
+
+  /** Closes a process as failed, with its errors. */
+  fail(processid: string, errors: string[], executorPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "closefailedmsg", processid, errors }, executorPrivateKey);
+  }
+
+  setOutput(processid: string, out: unknown[], executorPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "setoutputmsg", processid, out }, executorPrivateKey);
+  }
+
+  getProcess(processid: string, privateKey: string): Promise<Process> {
+    return this.rpc({ msgtype: "getprocessmsg", processid }, privateKey);
+  }
+
+  getProcesses(colonyname: string, state: number, count: number, privateKey: string): Promise<Process[]> {
+    return this.rpc<Process[] | null>(
+      { msgtype: "getprocessesmsg", colonyname, state, count },
+      privateKey,
+    ).then(orEmpty);
+  }
+
+  removeProcess(processid: string, privateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "removeprocessmsg", processid, all: false }, privateKey);
+  }
+
+  submitWorkflow(
+    colonyname: string,
+    functionspecs: FunctionSpec[],
+    privateKey: string,
+  ): Promise<ProcessGraph> {
+    return this.rpc({ msgtype: "submitworkflowspecmsg", spec: { colonyname, functionspecs } }, privateKey);
+  }
+
+  getProcessGraph(processgraphid: string, privateKey: string): Promise<ProcessGraph> {
+    return this.rpc({ msgtype: "getprocessgraphmsg", processgraphid }, privateKey);
+  }
+
+  /** A running process adds a child to its workflow (map/reduce). */
+  addChild(
+    options: {
+      processgraphid: string;
+      parentprocessid: string;
+      childprocessid?: string;
+      spec: FunctionSpec;
+      insert?: boolean;
+    },
+    executorPrivateKey: string,
+  ): Promise<Process> {
+    return this.rpc(
+      {
+        msgtype: "addchildmsg",
+        processgraphid: options.processgraphid,
+        parentprocessid: options.parentprocessid,
+        childprocessid: options.childprocessid ?? "",
+        insert: options.insert ?? false,
+        spec: options.spec,
+      },
+      executorPrivateKey,
+    );
+  }
+
+  addLog(processid: string, message: string, executorPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "addlogmsg", processid, message }, executorPrivateKey);
+  }
+
+  getLogs(colonyname: string, processid: string, count: number, privateKey: string): Promise<LogEntry[]> {
+    return this.rpc<LogEntry[] | null>(
+      { msgtype: "getlogsmsg", colonyname, processid, count, since: 0, executorname: "" },
+      privateKey,
+    ).then(orEmpty);
+  }
+
+  getColonyStatistics(colonyname: string, privateKey: string): Promise<Record<string, number>> {
+    return this.rpc({ msgtype: "getcolonystatsmsg", colonyname }, privateKey);
+  }
+
+  /** Closes the connections. */
+  async disconnect(): Promise<void> {
+    await this.pool.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.disconnect();
+  }
+
+  private async rpc<T>(
+    message: Record<string, unknown> & { msgtype: string },
+    privateKey: string,
+    options: { long?: boolean } = {},
+  ): Promise<T> {
+    const res = await this.pool.request({
+      method: "POST",
+      path: "/api",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(requestEnvelope(message, privateKey)),
+      headersTimeout: options.long ? 0 : 60_000,
+      bodyTimeout: options.long ? 0 : 60_000,
+    });
+    const text = await res.body.text();
+    let reply: { payload?: string; error?: boolean };
+    try {
+      reply = JSON.parse(text) as typeof reply;
+    } catch {
+      throw new APIError(
+        res.statusCode,
+        "BAD_REPLY",
+        `not a ColonyOS reply (HTTP ${res.statusCode}): ${text.slice(0, 200)}`,
+      );
+    }
+    const payload = JSON.parse(
+      Buffer.from(reply.payload ?? "", "base64").toString("utf8") || "{}",
+    ) as unknown;
+    if (res.statusCode !== 200 || reply.error) {
+      const failure = payload as { status?: number; message?: string };
+      throw new APIError(res.statusCode, "COLONIES_ERROR", failure.message ?? `HTTP ${res.statusCode}`);
+    }
+    return payload as T;
+  }
+}
+
+function orEmpty<T>(list: T[] | null): T[] {
+  return list ?? [];
+}
