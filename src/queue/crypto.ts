@@ -42,15 +42,23 @@ export function recoverId(payload: string, signature: string): string {
   if (recovery > 3) throw new ValidationError("signature", `invalid recovery id ${v}`);
   const digest = sha3_256(new TextEncoder().encode(payload));
   try {
-    const compact = new Uint8Array([recovery, ...bytes.subarray(0, 64)]);
-    const publicKey = secp256k1.recoverPublicKey(compact, digest, { prehash: false });
     // as the ColonyOS server: a high-s signature is refused, though it would recover
-    if (!secp256k1.verify(bytes.subarray(0, 64), digest, publicKey, { prehash: false, lowS: true }))
+    if (bytesToNumber(bytes.subarray(32, 64)) > HALF_ORDER)
       throw new Error("the signature's s is over half the order");
+    const compact = new Uint8Array([recovery, ...bytes.subarray(0, 64)]);
+    // recovery checks the signature: the key it yields is the one that verifies it
+    const publicKey = secp256k1.recoverPublicKey(compact, digest, { prehash: false });
     return idOfPublicKey(secp256k1.Point.fromBytes(publicKey).toBytes(false));
   } catch (err) {
     throw new ValidationError("signature", `does not verify: ${(err as Error).message}`);
   }
+}
+
+/** Half the order of secp256k1: a low-s signature's s is at most this. */
+const HALF_ORDER = secp256k1.Point.CURVE().n / 2n;
+
+function bytesToNumber(bytes: Uint8Array): bigint {
+  return BigInt(`0x${bytesToHex(bytes)}`);
 }
 
 function idOfPublicKey(uncompressed: Uint8Array): string {

@@ -1,0 +1,137 @@
+/**
+ * The process queue (ColonyOS protocol at `afs serve`'s POST /api), measured from a real
+ * service process with our SDK:
+ *  - submits per second, one sequential client;
+ *  - assign + close per second, one sequential executor;
+ *  - the same with 8 concurrent clients and 8 concurrent executors.
+ * The reference is ColonyOS's published figures for one sequential Python client (about
+ * 190 submits/s and 68 assign+close/s); there is no ColonyOS server on this machine to
+ * run side by side, so that row is quoted, not measured.
+ *
+ *   npm run bench:queue
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { Colonies, funcSpec, newIdentity } from "../src/index.js";
+import type { Identity } from "../src/index.js";
+import { writeSection } from "./results-file.js";
+
+const N = Number(process.env.BENCH_QUEUE_PROCESSES ?? 2000);
+const CONCURRENCY = 8;
+const server = newIdentity();
+const colony = newIdentity();
+const colonyname = "bench";
+
+async function startService(): Promise<{ url: string; stop: () => void }> {
+  const db = join(mkdtempSync(join(tmpdir(), "affinetes-bench-queue-")), "service.db");
+  const child = spawn(
+    process.execPath,
+    ["dist/cli/main.js", "serve", "--port", "0", "--db", db, "--colonies-server-id", server.id],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let out = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.once("exit", (code) => reject(new Error(`afs serve exited with ${code}`)));
+  });
+  return { url, stop: () => child.kill("SIGTERM") };
+}
+
+async function executor(colonies: Colonies, name: string, type: string): Promise<Identity> {
+  const identity = newIdentity();
+  await colonies.addExecutor(
+    { executorid: identity.id, executortype: type, executorname: name, colonyname },
+    colony.privateKey,
+  );
+  await colonies.approveExecutor(colonyname, name, colony.privateKey);
+  return identity;
+}
+
+/** Submits `count` processes from `clients` concurrent loops; processes per second. */
+async function submits(colonies: Colonies, type: string, count: number, clients: number): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < count) {
+        next++;
+        await colonies.submitFuncSpec(
+          funcSpec({ funcname: "f", colonyname, executortype: type }),
+          colony.privateKey,
+        );
+      }
+    }),
+  );
+  return count / ((performance.now() - started) / 1000);
+}
+
+/** Assigns and closes until the queue of `type` is empty, from the given executors; per second. */
+async function drains(colonies: Colonies, executors: Identity[], count: number): Promise<number> {
+  const started = performance.now();
+  let done = 0;
+  await Promise.all(
+    executors.map(async (e) => {
+      for (;;) {
+        const process = await colonies.assign(colonyname, -1, e.privateKey);
+        if (!process) return;
+        await colonies.close(process.processid, [], e.privateKey);
+        done++;
+      }
+    }),
+  );
+  if (done !== count) throw new Error(`drained ${done} of ${count}`);
+  return count / ((performance.now() - started) / 1000);
+}
+
+const service = await startService();
+const colonies = new Colonies(service.url);
+const rows: string[] = [];
+try {
+  await colonies.addColony({ colonyid: colony.id, name: colonyname }, server.privateKey);
+  const one = [await executor(colonies, "one", "seq")];
+  const eight = await Promise.all(
+    Array.from({ length: CONCURRENCY }, (_, i) => executor(colonies, `par-${i}`, "par")),
+  );
+  const row = (what: string, perSecond: number, reference: string) => {
+    const line = `| ${what} | ${perSecond.toFixed(0)} | ${reference} |`;
+    rows.push(line);
+    console.log(line);
+  };
+  row(
+    "submit, 1 sequential client",
+    await submits(colonies, "seq", N, 1),
+    "≈190/s (ColonyOS, 1 Python client, published)",
+  );
+  row("assign + close, 1 sequential executor", await drains(colonies, one, N), "≈68/s (ColonyOS, published)");
+  row(`submit, ${CONCURRENCY} concurrent clients`, await submits(colonies, "par", N, CONCURRENCY), "—");
+  row(`assign + close, ${CONCURRENCY} concurrent executors`, await drains(colonies, eight, N), "—");
+} finally {
+  await colonies.disconnect();
+  service.stop();
+}
+
+writeSection(
+  "queue",
+  `## Process queue (ColonyOS protocol)
+
+Written by \`npm run bench:queue\` (bench/queue.ts) on ${new Date().toISOString().slice(0, 10)}:
+${cpus().length} cores (${cpus()[0]?.model ?? "?"}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}.
+${N} processes per row, through a real \`afs serve\` process (SQLite store) and our SDK; every
+request signed (secp256k1) by the client and its signer recovered by the server.
+
+| what | per second (ours) | reference |
+| --- | --- | --- |
+${rows.join("\n")}
+
+The reference figures are ColonyOS's published ones for one sequential Python client
+against its Go server with PostgreSQL; no ColonyOS server runs on this machine, so they are
+quoted, not measured side by side. Client and server share the machine's ${cpus().length} cores.
+`,
+);
+console.log("\nwritten to bench/RESULTS.md");
