@@ -11,6 +11,8 @@ import { PostgresInstanceStore } from "../store/postgres-instance-store.js";
 import { SqliteControlStore } from "../store/sqlite-control-store.js";
 import { SqliteInstanceStore } from "../store/sqlite-instance-store.js";
 import { SqliteQueueStore } from "../store/sqlite-queue-store.js";
+import { PostgresQueueStore } from "../store/postgres-queue-store.js";
+import type { QueueStore } from "../queue/queue-store.js";
 import { ColoniesServer } from "../queue/colonies-server.js";
 import { EnvironmentCatalog } from "./environment-catalog.js";
 import { buildHttpApp } from "./http-app.js";
@@ -76,7 +78,7 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     docker: dockerAnswers ? docker : undefined,
     disksRoot: config.disksDir ?? join(stateDir(), "disks"),
   });
-  const queueStore = config.coloniesServerId ? new SqliteQueueStore(queueFile(config.db)) : undefined;
+  const queueStore = config.coloniesServerId ? await openQueueStore(config.db) : undefined;
   const colonies =
     queueStore && config.coloniesServerId
       ? new ColoniesServer({ store: queueStore, serverId: config.coloniesServerId })
@@ -103,10 +105,10 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
   };
 }
 
-/** The queue's SQLite file: the service's own, or (with PostgreSQL for the rest, not yet for the queue) one in the state dir. */
-function queueFile(db: string | undefined): string {
-  if (db && !/^postgres(ql)?:\/\//.test(db)) return db;
-  return join(stateDir(), "queue.db");
+/** The queue's store: in the service's PostgreSQL database, or its SQLite file. */
+async function openQueueStore(db: string | undefined): Promise<QueueStore> {
+  if (db && /^postgres(ql)?:\/\//.test(db)) return PostgresQueueStore.connect(db);
+  return new SqliteQueueStore(db ?? join(stateDir(), "service.db"));
 }
 
 async function openStores(
