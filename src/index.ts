@@ -57,6 +57,9 @@ export type {
 export { ContainerHandle } from "./sdk/container-handle.js";
 export { Volume } from "./sdk/volume.js";
 export { App } from "./sdk/app.js";
+export { runExecutorLoop, runFunctionExecutor } from "./sdk/function-executor.js";
+export type { ExecutorFunction, ExecutorLoopOptions } from "./sdk/function-executor.js";
+export { runContainerExecutor } from "./sdk/container-executor.js";
 export { Colonies, ProcessStates, funcSpec, newIdentity, generatePrivateKey, idOf } from "./sdk/colonies.js";
 export type {
   Colony,

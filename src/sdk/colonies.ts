@@ -140,6 +140,7 @@ export class Colonies implements AsyncDisposable {
     colonyname: string,
     timeoutS: number,
     executorPrivateKey: string,
+    options: { signal?: AbortSignal } = {},
   ): Promise<Process | undefined> {
     try {
       return await this.rpc<Process>(
@@ -147,6 +148,7 @@ export class Colonies implements AsyncDisposable {
         executorPrivateKey,
         {
           long: true,
+          ...(options.signal ? { signal: options.signal } : {}),
         },
       );
     } catch (err) {
@@ -247,9 +249,10 @@ export class Colonies implements AsyncDisposable {
   private async rpc<T>(
     message: Record<string, unknown> & { msgtype: string },
     privateKey: string,
-    options: { long?: boolean } = {},
+    options: { long?: boolean; signal?: AbortSignal } = {},
   ): Promise<T> {
     const res = await this.pool.request({
+      ...(options.signal ? { signal: options.signal } : {}),
       method: "POST",
       path: "/api",
       headers: { "content-type": "application/json" },
