@@ -1,7 +1,17 @@
 import { ConflictError } from "../errors.js";
 import { AssignWaiters } from "./assign-waiters.js";
 import { RpcError } from "./envelope.js";
-import type { Colony, Executor, FunctionSpec, Process, ProcessGraph, ProcessState } from "./model.js";
+import type {
+  Attribute,
+  Colony,
+  Executor,
+  FunctionSpec,
+  Process,
+  ProcessGraph,
+  ProcessState,
+  RegisteredFunction,
+  User,
+} from "./model.js";
 import {
   APPROVED,
   FAILED,
@@ -14,6 +24,7 @@ import {
   completeSpec,
   newId,
   newProcess,
+  sha3Hex,
   timeString,
 } from "./model.js";
 import type { QueueStore } from "./queue-store.js";
@@ -134,6 +145,51 @@ export class ColoniesServer {
         return this.getLogs(caller, m);
       case "getcolonystatsmsg":
         return this.colonyStatistics(caller, str(m, "colonyname"));
+      case "getexecutorbyidmsg": {
+        await this.member(caller, str(m, "colonyname"));
+        const executor = await this.options.store.getExecutorById(str(m, "executorid"));
+        if (!executor || executor.colonyname !== str(m, "colonyname")) throw notFound("executor");
+        return executor;
+      }
+      case "addusermsg":
+        return this.addUser(caller, m.user);
+      case "getusersmsg":
+        await this.member(caller, str(m, "colonyname"), { approved: false });
+        return this.options.store.listObjects("user", str(m, "colonyname"));
+      case "getusermsg":
+        return this.user(caller, str(m, "colonyname"), str(m, "name"));
+      case "removeusermsg": {
+        await this.colonyOwner(caller, str(m, "colonyname"));
+        const user = await this.user(caller, str(m, "colonyname"), str(m, "name"));
+        await this.options.store.deleteObject("user", user.userid);
+        return {};
+      }
+      case "addattributemsg":
+        return this.serial.run(() => this.addAttribute(caller, m.attribute));
+      case "getattributemsg": {
+        const attribute = await this.options.store.getObject<Attribute>("attribute", str(m, "attributeid"));
+        if (!attribute) throw notFound("attribute");
+        await this.member(caller, attribute.targetcolonyname);
+        return attribute;
+      }
+      case "addfunctionmsg":
+        return this.addFunction(caller, m.fun);
+      case "getfunctionsmsg": {
+        const colonyname = str(m, "colonyname");
+        await this.member(caller, colonyname);
+        const executorname = str(m, "executorname");
+        const all = await this.options.store.listObjects<RegisteredFunction>("function", colonyname);
+        return executorname ? all.filter((f) => f.executorname === executorname) : all;
+      }
+      case "removefunctionmsg": {
+        const fn = await this.options.store.getObject<RegisteredFunction>("function", str(m, "functionid"));
+        if (!fn) throw notFound("function");
+        const { executor } = await this.member(caller, fn.colonyname);
+        if (executor?.executorname !== fn.executorname)
+          throw new RpcError(403, "Access denied, only the executor that added a function removes it");
+        await this.options.store.deleteObject("function", fn.functionid);
+        return {};
+      }
       default:
         throw new RpcError(403, `invalid rpcMsg.PayloadType, ${call.msgtype}`);
     }
@@ -480,6 +536,93 @@ export class ColoniesServer {
     return graph;
   }
 
+  // ---- users, attributes, registered functions
+
+  private async addUser(caller: string, input: unknown): Promise<User> {
+    const u = object(input, "user");
+    const colonyname = str(u, "colonyname");
+    await this.colonyOwner(caller, colonyname);
+    const user: User = {
+      colonyname,
+      userid: str(u, "userid"),
+      name: str(u, "name"),
+      email: str(u, "email"),
+      phone: str(u, "phone"),
+    };
+    if (!/^[0-9a-f]{64}$/.test(user.userid)) throw new RpcError(400, "user id must be 64 hex characters");
+    if (!user.name) throw new RpcError(400, "a user needs a name");
+    const users = await this.options.store.listObjects<User>("user", colonyname);
+    if (users.some((other) => other.name === user.name || other.userid === user.userid))
+      throw new RpcError(400, `a user named ${user.name} (or with that id) exists in colony ${colonyname}`);
+    await this.options.store.putObject("user", user.userid, colonyname, user);
+    return user;
+  }
+
+  private async user(caller: string, colonyname: string, name: string): Promise<User> {
+    await this.member(caller, colonyname, { approved: false });
+    const user = (await this.options.store.listObjects<User>("user", colonyname)).find(
+      (u) => u.name === name,
+    );
+    if (!user) throw notFound("user");
+    return user;
+  }
+
+  /** An attribute of a running process, set by its executor; it also shows in the process's `attributes`. */
+  private async addAttribute(caller: string, input: unknown): Promise<Attribute> {
+    const a = object(input, "attribute");
+    const process = await this.assignedTo(caller, str(a, "targetid"));
+    if (process.state !== RUNNING) throw new RpcError(400, "attributes are added while the process runs");
+    const attributetype = num(a, "attributetype");
+    const key = str(a, "key");
+    const attribute: Attribute = {
+      attributeid: sha3Hex(`${process.processid}${key}${attributetype}`),
+      targetid: process.processid,
+      targetcolonyname: process.spec.conditions.colonyname,
+      targetprocessgraphid: process.processgraphid,
+      state: process.state,
+      attributetype,
+      key,
+      value: str(a, "value"),
+    };
+    await this.options.store.putObject(
+      "attribute",
+      attribute.attributeid,
+      attribute.targetcolonyname,
+      attribute,
+    );
+    const others = (process.attributes as Attribute[]).filter((x) => x.attributeid !== attribute.attributeid);
+    await this.options.store.updateProcesses([{ ...process, attributes: [...others, attribute] }]);
+    return attribute;
+  }
+
+  /** An executor registers a function it runs (for discovery: `getfunctionsmsg`). */
+  private async addFunction(caller: string, input: unknown): Promise<RegisteredFunction> {
+    const f = object(input, "fun");
+    const colonyname = str(f, "colonyname");
+    const { executor } = await this.member(caller, colonyname);
+    if (!executor || executor.executorname !== str(f, "executorname"))
+      throw new RpcError(403, "Access denied, an executor adds its own functions");
+    const fn: RegisteredFunction = {
+      functionid: str(f, "functionid") || newId(),
+      executorname: executor.executorname,
+      executortype: executor.executortype,
+      colonyname,
+      funcname: str(f, "funcname"),
+      description: str(f, "description"),
+      args: Array.isArray(f.args) ? f.args : [],
+      counter: 0,
+      minwaittime: 0,
+      maxwaittime: 0,
+      minexectime: 0,
+      maxexectime: 0,
+      avgwaittime: 0,
+      avgexectime: 0,
+    };
+    if (!fn.funcname) throw new RpcError(400, "a function needs funcname");
+    await this.options.store.putObject("function", fn.functionid, colonyname, fn);
+    return fn;
+  }
+
   // ---- logs and statistics
 
   private async addLog(caller: string, processid: string, message: string): Promise<object> {
@@ -593,6 +736,8 @@ export class ColoniesServer {
     const colony = await this.options.store.getColony(colonyname);
     if (!colony) throw new RpcError(400, `Colony with name ${colonyname} does not exist`);
     if (colony.colonyid === caller) return { colony, executor: undefined, name: colony.name };
+    const user = await this.options.store.getObject<User>("user", caller);
+    if (user?.colonyname === colonyname) return { colony, executor: undefined, name: user.name };
     const executor = await this.options.store.getExecutorById(caller);
     if (!executor || executor.colonyname !== colonyname)
       throw new RpcError(403, `Access denied, not a member of Colony with name ${colonyname}`);

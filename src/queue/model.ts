@@ -107,6 +107,44 @@ export interface ProcessGraph {
   edges: unknown[];
 }
 
+export interface User {
+  colonyname: string;
+  userid: string;
+  name: string;
+  email: string;
+  phone: string;
+}
+
+/** 0 IN, 1 OUT, 2 ERR, 3 ENV. */
+export interface Attribute {
+  attributeid: string;
+  targetid: string;
+  targetcolonyname: string;
+  targetprocessgraphid: string;
+  state: number;
+  attributetype: number;
+  key: string;
+  value: string;
+}
+
+/** A function an executor says it runs. */
+export interface RegisteredFunction {
+  functionid: string;
+  executorname: string;
+  executortype: string;
+  colonyname: string;
+  funcname: string;
+  description: string;
+  args: unknown[];
+  counter: number;
+  minwaittime: number;
+  maxwaittime: number;
+  minexectime: number;
+  maxexectime: number;
+  avgwaittime: number;
+  avgexectime: number;
+}
+
 export interface LogEntry {
   processid: string;
   colonyname: string;
@@ -132,9 +170,14 @@ export function timeMs(value: string): number | undefined {
   return Number.isNaN(ms) ? undefined : ms;
 }
 
+/** Lowercase hex of SHA3-256 of a text. */
+export function sha3Hex(text: string): string {
+  return bytesToHex(sha3_256(new TextEncoder().encode(text)));
+}
+
 /** A new server-minted id: SHA3-256 of a random UUID, as the Go server mints them. */
 export function newId(): string {
-  return bytesToHex(sha3_256(new TextEncoder().encode(randomUUID())));
+  return sha3Hex(randomUUID());
 }
 
 /**

@@ -1,5 +1,8 @@
 import type { Colony, Executor, LogEntry, Process, ProcessGraph, ProcessState } from "./model.js";
 
+/** The kinds of keyed objects (`putObject`). */
+export type ObjectKind = "user" | "attribute" | "function";
+
 /** What an executor asking for work offers. */
 export interface AssignRequest {
   colonyname: string;
@@ -56,6 +59,16 @@ export interface QueueStore {
   getGraph(processgraphid: string): Promise<ProcessGraph | undefined>;
   updateGraph(graph: ProcessGraph): Promise<void>;
   listGraphs(filter: { colonyname: string; state: ProcessState; count: number }): Promise<ProcessGraph[]>;
+
+  /**
+   * Keyed objects of a colony that need no queries of their own (users, attributes,
+   * registered functions), as documents. `put` replaces one of the same kind and id.
+   */
+  putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<void>;
+  getObject<T>(kind: ObjectKind, id: string): Promise<T | undefined>;
+  /** A colony's objects of a kind, in the order they were first put. */
+  listObjects<T>(kind: ObjectKind, colonyname: string): Promise<T[]>;
+  deleteObject(kind: ObjectKind, id: string): Promise<boolean>;
 
   addLog(entry: LogEntry): Promise<void>;
   getLogs(filter: { processid: string; count: number; since: number }): Promise<LogEntry[]>;

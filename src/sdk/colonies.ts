@@ -3,6 +3,7 @@ import { APIError, ValidationError } from "../errors.js";
 import { generatePrivateKey, idOf } from "../queue/crypto.js";
 import { requestEnvelope } from "../queue/envelope.js";
 import type {
+  Attribute,
   Colony,
   Conditions,
   Executor,
@@ -10,10 +11,22 @@ import type {
   LogEntry,
   Process,
   ProcessGraph,
+  RegisteredFunction,
+  User,
 } from "../queue/model.js";
 import { completeSpec } from "../queue/model.js";
 
-export type { Colony, Executor, FunctionSpec, LogEntry, Process, ProcessGraph } from "../queue/model.js";
+export type {
+  Attribute,
+  Colony,
+  Executor,
+  FunctionSpec,
+  LogEntry,
+  Process,
+  ProcessGraph,
+  RegisteredFunction,
+  User,
+} from "../queue/model.js";
 export { generatePrivateKey, idOf } from "../queue/crypto.js";
 
 /** Process states as numbers on the wire. */
@@ -220,6 +233,61 @@ export class Colonies implements AsyncDisposable {
       },
       executorPrivateKey,
     );
+  }
+
+  addUser(
+    user: Omit<User, "email" | "phone"> & Partial<Pick<User, "email" | "phone">>,
+    colonyPrivateKey: string,
+  ): Promise<User> {
+    return this.rpc({ msgtype: "addusermsg", user: { email: "", phone: "", ...user } }, colonyPrivateKey);
+  }
+
+  getUsers(colonyname: string, privateKey: string): Promise<User[]> {
+    return this.rpc<User[] | null>({ msgtype: "getusersmsg", colonyname }, privateKey).then(orEmpty);
+  }
+
+  removeUser(colonyname: string, name: string, colonyPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "removeusermsg", colonyname, name }, colonyPrivateKey);
+  }
+
+  getExecutorById(colonyname: string, executorid: string, privateKey: string): Promise<Executor> {
+    return this.rpc({ msgtype: "getexecutorbyidmsg", colonyname, executorid }, privateKey);
+  }
+
+  /** An attribute of a running process (type 1: output, as pycolonies sets it). */
+  addAttribute(
+    processid: string,
+    key: string,
+    value: string,
+    executorPrivateKey: string,
+  ): Promise<Attribute> {
+    return this.rpc(
+      { msgtype: "addattributemsg", attribute: { targetid: processid, key, value, attributetype: 1 } },
+      executorPrivateKey,
+    );
+  }
+
+  getAttribute(attributeid: string, privateKey: string): Promise<Attribute> {
+    return this.rpc({ msgtype: "getattributemsg", attributeid }, privateKey);
+  }
+
+  /** An executor registers a function it runs. */
+  addFunction(
+    fun: { colonyname: string; executorname: string; funcname: string; description?: string },
+    executorPrivateKey: string,
+  ): Promise<RegisteredFunction> {
+    return this.rpc({ msgtype: "addfunctionmsg", fun }, executorPrivateKey);
+  }
+
+  getFunctions(colonyname: string, privateKey: string, executorname = ""): Promise<RegisteredFunction[]> {
+    return this.rpc<RegisteredFunction[] | null>(
+      { msgtype: "getfunctionsmsg", colonyname, executorname },
+      privateKey,
+    ).then(orEmpty);
+  }
+
+  removeFunction(functionid: string, executorPrivateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "removefunctionmsg", functionid }, executorPrivateKey);
   }
 
   addLog(processid: string, message: string, executorPrivateKey: string): Promise<void> {

@@ -2,7 +2,7 @@ import pg from "pg";
 import { ConflictError } from "../errors.js";
 import type { Colony, Executor, LogEntry, Process, ProcessGraph, ProcessState } from "../queue/model.js";
 import { RUNNING, WAITING, timeMs } from "../queue/model.js";
-import type { AssignRequest, QueueStore } from "../queue/queue-store.js";
+import type { AssignRequest, ObjectKind, QueueStore } from "../queue/queue-store.js";
 
 // The SQLite store's schema. Documents are `json`, not `jsonb`: jsonb refuses "\u0000"
 // (a log line or an argument may hold one) and reorders keys, and no query looks inside
@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS affinetes_q_logs (
   seq BIGSERIAL PRIMARY KEY, processid TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, doc JSON NOT NULL
 );
 CREATE INDEX IF NOT EXISTS affinetes_q_logs_process ON affinetes_q_logs (processid, ts);
+CREATE TABLE IF NOT EXISTS affinetes_q_objects (
+  seq BIGSERIAL, kind TEXT NOT NULL, id TEXT NOT NULL, colonyname TEXT NOT NULL, doc JSON NOT NULL,
+  PRIMARY KEY (kind, id)
+);
 `;
 
 /**
@@ -122,7 +126,12 @@ export class PostgresQueueStore implements QueueStore {
 
   async removeColony(name: string): Promise<boolean> {
     return this.transaction(async (client) => {
-      for (const table of ["affinetes_q_executors", "affinetes_q_processes", "affinetes_q_graphs"]) {
+      for (const table of [
+        "affinetes_q_executors",
+        "affinetes_q_processes",
+        "affinetes_q_graphs",
+        "affinetes_q_objects",
+      ]) {
         await client.query(`DELETE FROM ${table} WHERE colonyname = $1`, [name]);
       }
       const removed = await client.query("DELETE FROM affinetes_q_colonies WHERE name = $1", [name]);
@@ -301,6 +310,33 @@ export class PostgresQueueStore implements QueueStore {
        ORDER BY submitted DESC, seq DESC LIMIT $3`,
       [filter.colonyname, filter.state, limitOf(filter.count)],
     );
+  }
+
+  async putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO affinetes_q_objects (kind, id, colonyname, doc) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (kind, id) DO UPDATE SET colonyname = EXCLUDED.colonyname, doc = EXCLUDED.doc`,
+      [kind, id, colonyname, JSON.stringify(doc)],
+    );
+  }
+
+  async getObject<T>(kind: ObjectKind, id: string): Promise<T | undefined> {
+    return this.one<T>("SELECT doc FROM affinetes_q_objects WHERE kind = $1 AND id = $2", [kind, id]);
+  }
+
+  async listObjects<T>(kind: ObjectKind, colonyname: string): Promise<T[]> {
+    return this.all<T>(
+      "SELECT doc FROM affinetes_q_objects WHERE kind = $1 AND colonyname = $2 ORDER BY seq",
+      [kind, colonyname],
+    );
+  }
+
+  async deleteObject(kind: ObjectKind, id: string): Promise<boolean> {
+    const result = await this.pool.query("DELETE FROM affinetes_q_objects WHERE kind = $1 AND id = $2", [
+      kind,
+      id,
+    ]);
+    return (result.rowCount ?? 0) > 0;
   }
 
   async addLog(entry: LogEntry): Promise<void> {

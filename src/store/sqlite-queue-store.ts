@@ -4,7 +4,7 @@ import { dirname } from "node:path";
 import { ConflictError } from "../errors.js";
 import type { Colony, Executor, LogEntry, Process, ProcessGraph, ProcessState } from "../queue/model.js";
 import { RUNNING, WAITING, timeMs } from "../queue/model.js";
-import type { AssignRequest, QueueStore } from "../queue/queue-store.js";
+import type { AssignRequest, ObjectKind, QueueStore } from "../queue/queue-store.js";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS q_colonies (name TEXT PRIMARY KEY, colonyid TEXT NOT NULL, doc TEXT NOT NULL);
@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS q_logs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, processid TEXT NOT NULL, timestamp REAL NOT NULL, doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS q_logs_process ON q_logs (processid, timestamp);
+CREATE TABLE IF NOT EXISTS q_objects (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, id TEXT NOT NULL, colonyname TEXT NOT NULL,
+  doc TEXT NOT NULL, UNIQUE (kind, id)
+);
 `;
 
 /**
@@ -68,7 +72,7 @@ export class SqliteQueueStore implements QueueStore {
 
   async removeColony(name: string): Promise<boolean> {
     const remove = this.db.transaction(() => {
-      for (const table of ["q_executors", "q_processes", "q_graphs"]) {
+      for (const table of ["q_executors", "q_processes", "q_graphs", "q_objects"]) {
         this.db.prepare(`DELETE FROM ${table} WHERE colonyname = ?`).run(name);
       }
       return this.db.prepare("DELETE FROM q_colonies WHERE name = ?").run(name).changes > 0;
@@ -271,6 +275,31 @@ export class SqliteQueueStore implements QueueStore {
         )
         .all(filter.colonyname, filter.state, filter.count),
     );
+  }
+
+  async putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO q_objects (kind, id, colonyname, doc) VALUES (?, ?, ?, ?)
+         ON CONFLICT (kind, id) DO UPDATE SET colonyname = excluded.colonyname, doc = excluded.doc`,
+      )
+      .run(kind, id, colonyname, JSON.stringify(doc));
+  }
+
+  async getObject<T>(kind: ObjectKind, id: string): Promise<T | undefined> {
+    return docOf<T>(this.db.prepare("SELECT doc FROM q_objects WHERE kind = ? AND id = ?").get(kind, id));
+  }
+
+  async listObjects<T>(kind: ObjectKind, colonyname: string): Promise<T[]> {
+    return docsOf<T>(
+      this.db
+        .prepare("SELECT doc FROM q_objects WHERE kind = ? AND colonyname = ? ORDER BY seq")
+        .all(kind, colonyname),
+    );
+  }
+
+  async deleteObject(kind: ObjectKind, id: string): Promise<boolean> {
+    return this.db.prepare("DELETE FROM q_objects WHERE kind = ? AND id = ?").run(kind, id).changes > 0;
   }
 
   async addLog(entry: LogEntry): Promise<void> {

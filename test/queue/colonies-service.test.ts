@@ -295,6 +295,57 @@ describe("the process queue (ColonyOS protocol at POST /api)", () => {
     expect(await forged.body.json()).toMatchObject({ payloadtype: "error", error: true });
   });
 
+  it("users submit and read processes; executors set attributes and register functions", async () => {
+    const alice = newIdentity();
+    await colonies.addUser({ colonyname, userid: alice.id, name: "alice" }, colony.privateKey);
+    await expect(
+      colonies.addUser({ colonyname, userid: newIdentity().id, name: "alice" }, colony.privateKey),
+    ).rejects.toMatchObject({ status: 400 });
+    expect((await colonies.getUsers(colonyname, alice.privateKey)).map((u) => u.name)).toEqual(["alice"]);
+    const worker = await executor("attr-1", "attr");
+    const submitted = await colonies.submitFuncSpec(
+      funcSpec({ funcname: "measure", colonyname, executortype: "attr" }),
+      alice.privateKey,
+    );
+    expect(submitted.initiatorname).toBe("alice");
+    const running = await colonies.assign(colonyname, 5, worker.privateKey);
+    const attribute = await colonies.addAttribute(running!.processid, "accuracy", "0.93", worker.privateKey);
+    expect(attribute).toMatchObject({
+      targetid: running!.processid,
+      key: "accuracy",
+      value: "0.93",
+      targetcolonyname: colonyname,
+    });
+    expect(await colonies.getAttribute(attribute.attributeid, alice.privateKey)).toEqual(attribute);
+    expect((await colonies.getProcess(running!.processid, alice.privateKey)).attributes).toEqual([attribute]);
+    await colonies.close(running!.processid, [], worker.privateKey);
+    await expect(
+      colonies.addAttribute(running!.processid, "late", "x", worker.privateKey),
+    ).rejects.toMatchObject({
+      status: 400,
+    });
+
+    const fn = await colonies.addFunction(
+      { colonyname, executorname: "attr-1", funcname: "measure" },
+      worker.privateKey,
+    );
+    await expect(
+      colonies.addFunction({ colonyname, executorname: "someone-else", funcname: "x" }, worker.privateKey),
+    ).rejects.toMatchObject({ status: 403 });
+    expect(
+      (await colonies.getFunctions(colonyname, alice.privateKey, "attr-1")).map((f) => f.funcname),
+    ).toEqual(["measure"]);
+    await colonies.removeFunction(fn.functionid, worker.privateKey);
+    expect(await colonies.getFunctions(colonyname, alice.privateKey, "attr-1")).toEqual([]);
+    expect((await colonies.getExecutorById(colonyname, worker.id, alice.privateKey)).executorname).toBe(
+      "attr-1",
+    );
+    await colonies.removeUser(colonyname, "alice", colony.privateKey);
+    await expect(colonies.getProcess(running!.processid, alice.privateKey)).rejects.toMatchObject({
+      status: 403,
+    });
+  });
+
   it("killed mid-workflow and restarted, the service completes the workflow", async () => {
     const worker = await executor("durable-1", "durable");
     const graph = await colonies.submitWorkflow(

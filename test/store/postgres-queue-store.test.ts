@@ -14,6 +14,7 @@ const TABLES = [
   "affinetes_q_processes",
   "affinetes_q_graphs",
   "affinetes_q_logs",
+  "affinetes_q_objects",
 ];
 
 async function sql(statement: string): Promise<pg.QueryResult> {

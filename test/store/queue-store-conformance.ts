@@ -834,6 +834,31 @@ export function queueStoreConformance(target: QueueStoreTarget): void {
       });
     });
 
+    describe("keyed objects (users, attributes, functions)", () => {
+      it("puts, replaces, gets, lists per colony and kind in first-put order, deletes; a colony takes its own along", async () => {
+        const alice = { name: "alice", email: "a@x" };
+        await store.addColony(colony("dev"));
+        await store.putObject("user", "u1", "dev", alice);
+        await store.putObject("user", "u2", "dev", { name: "bob" });
+        await store.putObject("function", "u1", "dev", { funcname: "same id, other kind" });
+        await store.putObject("user", "u3", "other", { name: "carol" });
+        await store.putObject("user", "u1", "dev", { ...alice, email: "new@x" }); // replaced, keeps its place
+        expect(await store.getObject("user", "u1")).toEqual({ name: "alice", email: "new@x" });
+        expect(await store.getObject("user", "missing")).toBeUndefined();
+        expect((await store.listObjects<{ name: string }>("user", "dev")).map((u) => u.name)).toEqual([
+          "alice",
+          "bob",
+        ]);
+        expect(await store.listObjects("function", "dev")).toEqual([{ funcname: "same id, other kind" }]);
+        expect(await store.deleteObject("user", "u2")).toBe(true);
+        expect(await store.deleteObject("user", "u2")).toBe(false);
+        await store.removeColony("dev");
+        expect(await store.listObjects("user", "dev")).toEqual([]);
+        expect(await store.getObject("function", "u1")).toBeUndefined();
+        expect(await store.listObjects("user", "other")).toEqual([{ name: "carol" }]);
+      });
+    });
+
     it.skipIf(!target.reopen)("keeps what it recorded across a restart", async () => {
       const c = colony("dev");
       const e = executor("dev", "worker-1");
