@@ -78,7 +78,7 @@ function splitPair(pair: string, expected: string): [string, string] {
   return [pair.slice(0, at), pair.slice(at + 1)];
 }
 
-function parseJsonOrString(value: string): unknown {
+export function parseJsonOrString(value: string): unknown {
   try {
     return JSON.parse(value) as unknown;
   } catch {

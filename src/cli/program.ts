@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { buildCommand } from "./commands/build.js";
 import { callCommand } from "./commands/call.js";
+import { coloniesCommand } from "./commands/colonies.js";
 import { gcCommand } from "./commands/gc.js";
 import { initCommand } from "./commands/init.js";
 import { logsCommand } from "./commands/logs.js";
@@ -38,10 +39,13 @@ export function buildProgram(version: string): Command {
     initCommand(output),
     gcCommand(output),
     serveCommand(output),
+    coloniesCommand(output),
     pollCommand(output),
   ]) {
-    if (command.name() !== "call")
+    // (groups' subcommands take their own --json)
+    if (command.name() !== "call" && command.commands.length === 0)
       command.option("--json", "machine-readable output (one JSON document on stdout)");
+    for (const sub of command.commands) sub.exitOverride(); // command groups (afs colonies ...)
     program.addCommand(command.exitOverride());
   }
   return program;

@@ -370,8 +370,12 @@ export class ColoniesServer {
     const colonyname = str(workflow, "colonyname");
     const who = await this.member(caller, colonyname);
     const specs = list(workflow, "functionspecs").map((s) => {
-      const spec = this.specOf(s);
-      spec.conditions.colonyname = colonyname;
+      // the workflow's colony is every spec's (as ColonyOS does)
+      const given = object(s, "functionspecs[]");
+      const spec = this.specOf({
+        ...given,
+        conditions: { ...(given.conditions as object | null), colonyname },
+      });
       if (spec.maxexectime === 0) spec.maxexectime = -1;
       return spec;
     });
