@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import { ConflictError } from "../errors.js";
 import { AssignWaiters } from "./assign-waiters.js";
 import { RpcError } from "./envelope.js";
@@ -55,11 +56,15 @@ const BUILD = { buildversion: "affinetes", buildtime: "" };
  */
 export class ColoniesServer {
   private readonly waiters = new AssignWaiters();
+  /** Every stored change of a process, for subscriptions. */
+  private readonly changes = new EventEmitter();
   /** Changes that read and write several processes (closes, graph resolution, deadlines) run one at a time. */
   private readonly serial = new SerialQueue();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly options: ColoniesServerOptions) {}
+  constructor(private readonly options: ColoniesServerOptions) {
+    this.changes.setMaxListeners(0); // one per subscription
+  }
 
   /** Starts the deadline loop (maxwaittime, maxexectime and retries). */
   start(): void {
@@ -252,7 +257,7 @@ export class ColoniesServer {
     const spec = this.specOf(input);
     const who = await this.member(caller, spec.conditions.colonyname);
     const process = newProcess(spec, { id: caller, name: who.name }, Date.now());
-    await this.options.store.addProcesses([process]);
+    await this.insert([process]);
     // a process for named executors wakes them all: the one woken first might not be named
     const wake = spec.conditions.executornames.length ? Number.POSITIVE_INFINITY : 1;
     this.waiters.wake(spec.conditions.colonyname, spec.conditions.executortype, wake);
@@ -280,7 +285,11 @@ export class ColoniesServer {
         },
         (p) => started(p, executor.executorid, Date.now()),
       );
-      if (process) return this.withInput(process);
+      if (process) {
+        const withInput = await this.withInput(process);
+        this.changes.emit("process", withInput);
+        return withInput;
+      }
       const left = deadline - Date.now();
       if (timeoutS < 0 || left <= 0) throw new RpcError(404, "No process available for assignment");
       const woken = await this.waiters.wait(colonyname, executor.executortype, left, seen);
@@ -309,7 +318,7 @@ export class ColoniesServer {
       endtime: timeString(Date.now()),
       execdeadline: ZERO_TIME,
     };
-    await this.options.store.updateProcesses([closed]);
+    await this.save([closed]);
     if (closed.processgraphid) await this.resolveGraph(closed.processgraphid);
     return {};
   }
@@ -330,14 +339,14 @@ export class ColoniesServer {
       endtime: timeString(Date.now()),
       execdeadline: ZERO_TIME,
     };
-    await this.options.store.updateProcesses([failed]);
+    await this.save([failed]);
     if (failed.processgraphid) await this.resolveGraph(failed.processgraphid);
   }
 
   private async setOutput(caller: string, processid: string, out: unknown[]): Promise<object> {
     const process = await this.assignedTo(caller, processid);
     if (process.state !== RUNNING) throw new RpcError(400, "output is set while the process runs");
-    await this.options.store.updateProcesses([{ ...process, out }]);
+    await this.save([{ ...process, out }]);
     return {};
   }
 
@@ -422,7 +431,7 @@ export class ColoniesServer {
       nodes: [],
       edges: [],
     };
-    await this.options.store.addProcesses(processes, graph);
+    await this.insert(processes, graph);
     for (const root of processes.filter((p) => !p.waitforparents)) {
       this.waiters.wake(colonyname, root.spec.conditions.executortype, 1);
     }
@@ -467,8 +476,8 @@ export class ColoniesServer {
         changed.push({ ...next, parents: [...next.parents, child.processid], waitforparents: true });
       }
     }
-    await this.options.store.addProcesses([child]);
-    await this.options.store.updateProcesses(changed);
+    await this.insert([child]);
+    await this.save(changed);
     await this.options.store.updateGraph({ ...graph, processids: [...graph.processids, child.processid] });
     return child;
   }
@@ -503,7 +512,7 @@ export class ColoniesServer {
         changed.push({ ...process, waitforparents: false });
       }
     }
-    if (changed.length) await this.options.store.updateProcesses(changed);
+    if (changed.length) await this.save(changed);
     for (const p of changed) byId.set(p.processid, p);
     const states = [...byId.values()].map((p) => p.state);
     const state: ProcessState = states.includes(FAILED)
@@ -595,7 +604,7 @@ export class ColoniesServer {
       attribute,
     );
     const others = (process.attributes as Attribute[]).filter((x) => x.attributeid !== attribute.attributeid);
-    await this.options.store.updateProcesses([{ ...process, attributes: [...others, attribute] }]);
+    await this.save([{ ...process, attributes: [...others, attribute] }]);
     return attribute;
   }
 
@@ -697,7 +706,7 @@ export class ColoniesServer {
           await this.fail(process, ["Maximum execution time limit exceeded"]);
           continue;
         }
-        await this.options.store.updateProcesses([
+        await this.save([
           {
             ...process,
             state: WAITING,
@@ -713,6 +722,64 @@ export class ColoniesServer {
       }
       for (const process of waiting) await this.fail(process, ["Maximum waiting time limit exceeded"]);
     });
+  }
+
+  // ---- subscriptions (WebSocket /pubsub)
+
+  /**
+   * A subscription: `subscribeprocessmsg` pushes the process each time it is in `state`
+   * (at once when it already is), matched by process id whatever executor type the client
+   * sends; `subscribeprocessesmsg` pushes every process of the caller's colony, executor
+   * type and state. Returns how to end it; it ends by itself after `timeout` seconds.
+   */
+  async subscribe(call: Call, push: (process: Process) => void, ended: () => void): Promise<() => void> {
+    const m = call.message;
+    const caller = call.callerId ?? "";
+    const state = stateOf(m.state ?? SUCCESS);
+    let matches: (p: Process) => boolean;
+    if (call.msgtype === "subscribeprocessmsg") {
+      const process = await this.readableProcess(caller, str(m, "processid"));
+      matches = (p) => p.processid === process.processid && p.state === state;
+      if (matches(process)) push(process);
+    } else if (call.msgtype === "subscribeprocessesmsg") {
+      const colonyname = str(m, "colonyname");
+      const { executor } = await this.member(caller, colonyname);
+      if (!executor) throw new RpcError(403, "only an executor of the colony subscribes to its processes");
+      const type = str(m, "executortype");
+      matches = (p) =>
+        p.spec.conditions.colonyname === colonyname &&
+        p.spec.conditions.executortype === type &&
+        p.state === state;
+    } else {
+      throw new RpcError(400, `${call.msgtype} is not a subscription`);
+    }
+    const listener = (p: Process) => {
+      if (matches(p)) push(p);
+    };
+    this.changes.on("process", listener);
+    const timeoutS = typeof m.timeout === "number" && m.timeout > 0 ? m.timeout : 3600;
+    const timer = setTimeout(() => {
+      stop();
+      ended();
+    }, timeoutS * 1000);
+    timer.unref();
+    const stop = () => {
+      clearTimeout(timer);
+      this.changes.off("process", listener);
+    };
+    return stop;
+  }
+
+  /** Stores new processes and tells subscribers. */
+  private async insert(processes: readonly Process[], graph?: ProcessGraph): Promise<void> {
+    await this.options.store.addProcesses(processes, graph);
+    for (const p of processes) this.changes.emit("process", p);
+  }
+
+  /** Stores changed processes and tells subscribers. */
+  private async save(processes: readonly Process[]): Promise<void> {
+    await this.options.store.updateProcesses(processes);
+    for (const p of processes) this.changes.emit("process", p);
   }
 
   // ---- who may do what

@@ -1,5 +1,6 @@
 import { Pool } from "undici";
-import { APIError, ValidationError } from "../errors.js";
+import { WebSocket } from "ws";
+import { APIError, TimeoutError, ValidationError } from "../errors.js";
 import { generatePrivateKey, idOf } from "../queue/crypto.js";
 import { requestEnvelope } from "../queue/envelope.js";
 import type {
@@ -288,6 +289,63 @@ export class Colonies implements AsyncDisposable {
 
   removeFunction(functionid: string, executorPrivateKey: string): Promise<void> {
     return this.rpc({ msgtype: "removefunctionmsg", functionid }, executorPrivateKey);
+  }
+
+  /**
+   * Waits until the process is in `state` (default SUCCESS), over the WebSocket `/pubsub`
+   * (as pycolonies' `wait`): resolves with the process; `TimeoutError` after `timeoutS`.
+   */
+  wait(
+    processid: string,
+    timeoutS: number,
+    privateKey: string,
+    state: number = ProcessStates.SUCCESS,
+  ): Promise<Process> {
+    const url = `${this.url.replace(/^http/, "ws").replace(/\/$/, "")}/pubsub`;
+    const envelope = requestEnvelope(
+      {
+        msgtype: "subscribeprocessmsg",
+        processid,
+        colonyname: "",
+        executortype: "",
+        state,
+        timeout: timeoutS,
+      },
+      privateKey,
+    );
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url);
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        socket.close();
+        fn();
+      };
+      socket.on("open", () => socket.send(JSON.stringify(envelope)));
+      socket.on("message", (data) => {
+        const frame = JSON.parse(String(data)) as { payload: string; error?: boolean };
+        const payload = JSON.parse(Buffer.from(frame.payload, "base64").toString("utf8")) as unknown;
+        if (frame.error) {
+          const failure = payload as { status?: number; message?: string };
+          settle(() =>
+            reject(
+              new APIError(
+                failure.status ?? 400,
+                "COLONIES_ERROR",
+                failure.message ?? "subscription refused",
+              ),
+            ),
+          );
+        } else settle(() => resolve(payload as Process));
+      });
+      socket.on("close", () =>
+        settle(() =>
+          reject(new TimeoutError(`process ${processid} reaching state ${state}`, timeoutS * 1000)),
+        ),
+      );
+      socket.on("error", (err) => settle(() => reject(err)));
+    });
   }
 
   addLog(processid: string, message: string, executorPrivateKey: string): Promise<void> {

@@ -1,4 +1,6 @@
+import websocket from "@fastify/websocket";
 import type { FastifyInstance } from "fastify";
+import type { WebSocket } from "ws";
 import type { ColoniesServer } from "../queue/colonies-server.js";
 import { RpcError, errorEnvelope, openEnvelope, replyEnvelope } from "../queue/envelope.js";
 
@@ -9,6 +11,8 @@ import { RpcError, errorEnvelope, openEnvelope, replyEnvelope } from "../queue/e
  */
 export function registerColoniesRoutes(app: FastifyInstance, colonies: ColoniesServer): void {
   app.register(async (api) => {
+    await api.register(websocket);
+    api.get("/pubsub", { websocket: true }, (socket) => servePubsub(socket, colonies));
     api.removeAllContentTypeParsers();
     api.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => done(null, body));
     api.post("/api", async (request, reply) => {
@@ -34,5 +38,37 @@ export function registerColoniesRoutes(app: FastifyInstance, colonies: ColoniesS
           .send(JSON.stringify(errorEnvelope(status, message)));
       }
     });
+  });
+}
+
+/**
+ * `GET /pubsub`: each text frame is a signed subscription envelope; pushed frames are
+ * reply envelopes (payloadtype `subscribeprocessmsg`, as ColonyOS sends for both kinds).
+ * A subscription that times out closes the socket, as ColonyOS does.
+ */
+function servePubsub(socket: WebSocket, colonies: ColoniesServer): void {
+  const stops: Array<() => void> = [];
+  const send = (frame: unknown) => {
+    if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(frame));
+  };
+  socket.on("message", (data) => {
+    void (async () => {
+      try {
+        const call = openEnvelope(JSON.parse(String(data)));
+        stops.push(
+          await colonies.subscribe(
+            call,
+            (process) => send(replyEnvelope("subscribeprocessmsg", process)),
+            () => socket.close(),
+          ),
+        );
+      } catch (err) {
+        const status = err instanceof RpcError ? err.status : 400;
+        send(errorEnvelope(status, err instanceof Error ? err.message : String(err)));
+      }
+    })();
+  });
+  socket.on("close", () => {
+    for (const stop of stops) stop();
   });
 }

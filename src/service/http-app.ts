@@ -52,7 +52,7 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
   app.decorateRequest("principal", null as unknown as Principal);
   app.addHook("onRequest", async (request, reply) => {
     // ColonyOS calls are signed: the signature, not a bearer key, says who calls
-    if (options.colonies && request.url.split("?")[0] === "/api") return;
+    if (options.colonies && ["/api", "/pubsub"].includes(request.url.split("?")[0] ?? "")) return;
     const principal = keys.authenticate(request.headers.authorization);
     if (principal) {
       request.principal = principal;

@@ -346,6 +346,40 @@ describe("the process queue (ColonyOS protocol at POST /api)", () => {
     });
   });
 
+  it("a client waits for a process over the /pubsub WebSocket, as pycolonies' wait does", async () => {
+    const worker = await executor("pubsub-1", "pubsub");
+    const submitted = await colonies.submitFuncSpec(
+      funcSpec({ funcname: "slow", colonyname, executortype: "pubsub" }),
+      colony.privateKey,
+    );
+    let resolved = false;
+    const waiting = colonies.wait(submitted.processid, 20, colony.privateKey).then((p) => {
+      resolved = true;
+      return p;
+    });
+    const running = await colonies.assign(colonyname, 5, worker.privateKey);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(resolved).toBe(false); // RUNNING is not what it waits for
+    await colonies.close(running!.processid, ["done"], worker.privateKey);
+    expect(await waiting).toMatchObject({
+      processid: submitted.processid,
+      state: ProcessStates.SUCCESS,
+      out: ["done"],
+    });
+    // already there: answered at once; another state with a short timeout: TimeoutError
+    expect((await colonies.wait(submitted.processid, 5, colony.privateKey)).state).toBe(
+      ProcessStates.SUCCESS,
+    );
+    await expect(
+      colonies.wait(submitted.processid, 1, colony.privateKey, ProcessStates.FAILED),
+    ).rejects.toMatchObject({
+      code: "TIMEOUT",
+    });
+    await expect(colonies.wait(submitted.processid, 5, newIdentity().privateKey)).rejects.toMatchObject({
+      status: 403,
+    });
+  });
+
   it("killed mid-workflow and restarted, the service completes the workflow", async () => {
     const worker = await executor("durable-1", "durable");
     const graph = await colonies.submitWorkflow(
