@@ -307,9 +307,10 @@ export class ControlPlane {
 
   /** Stops and forgets a container. */
   async deleteContainer(principal: Principal, id: string): Promise<void> {
-    await this.stopContainer(principal, id);
-    const record = await this.options.store.getContainer(id);
-    if (record?.runtimeId) await (await this.instance(record))?.stop();
+    const record = await this.container(principal, id);
+    // removing it stops it too, running or exited; its watcher then finds no record to update
+    await (await this.instance(record))?.stop();
+    this.live.delete(id);
     await this.options.store.deleteContainer(id);
   }
 

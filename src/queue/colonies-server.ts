@@ -665,29 +665,21 @@ export class ColoniesServer {
 
   private async colonyStatistics(caller: string, colonyname: string): Promise<Record<string, number>> {
     await this.member(caller, colonyname);
-    const count = async (state: ProcessState) =>
-      (await this.options.store.listProcesses({ colonyname, state, count: 1_000_000 })).length;
+    const { processes, graphs } = await this.options.store.countByState(colonyname);
     const executors = await this.options.store.listExecutors(colonyname);
     return {
       colonies: 1,
       executors: executors.length,
       activeexecutors: executors.filter((e) => e.state === APPROVED).length,
       unregisteredexecutors: 0,
-      waitingprocesses: await count(WAITING),
-      runningprocesses: await count(RUNNING),
-      successfulprocesses: await count(SUCCESS),
-      failedprocesses: await count(FAILED),
-      waitingworkflows: (
-        await this.options.store.listGraphs({ colonyname, state: WAITING, count: 1_000_000 })
-      ).length,
-      runningworkflows: (
-        await this.options.store.listGraphs({ colonyname, state: RUNNING, count: 1_000_000 })
-      ).length,
-      successfulworkflows: (
-        await this.options.store.listGraphs({ colonyname, state: SUCCESS, count: 1_000_000 })
-      ).length,
-      failedworkflows: (await this.options.store.listGraphs({ colonyname, state: FAILED, count: 1_000_000 }))
-        .length,
+      waitingprocesses: processes[WAITING] ?? 0,
+      runningprocesses: processes[RUNNING] ?? 0,
+      successfulprocesses: processes[SUCCESS] ?? 0,
+      failedprocesses: processes[FAILED] ?? 0,
+      waitingworkflows: graphs[WAITING] ?? 0,
+      runningworkflows: graphs[RUNNING] ?? 0,
+      successfulworkflows: graphs[SUCCESS] ?? 0,
+      failedworkflows: graphs[FAILED] ?? 0,
     };
   }
 

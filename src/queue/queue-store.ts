@@ -56,6 +56,9 @@ export interface QueueStore {
   /** RUNNING processes past their execution deadline, and WAITING ones past their waiting deadline. */
   pastDeadlines(nowMs: number): Promise<{ running: Process[]; waiting: Process[] }>;
 
+  /** How many processes and process graphs of the colony are in each state (index = state). */
+  countByState(colonyname: string): Promise<{ processes: number[]; graphs: number[] }>;
+
   getGraph(processgraphid: string): Promise<ProcessGraph | undefined>;
   updateGraph(graph: ProcessGraph): Promise<void>;
   listGraphs(filter: { colonyname: string; state: ProcessState; count: number }): Promise<ProcessGraph[]>;

@@ -56,23 +56,27 @@ export interface OpenedService {
 export async function openService(config: ServiceConfig): Promise<OpenedService> {
   const keys = ApiKeys.load({ apiKey: config.apiKey, apiKeysFile: config.apiKeysFile });
   const catalog = config.environmentsFile ? EnvironmentCatalog.load(config.environmentsFile) : undefined;
-  const runtimes = await serviceRuntimes(config.runner, { sbatchArgs: config.sbatchArgs });
+  // one engine, asked once: the rollout service's docker instances and the control plane's containers
+  const docker = new DockerRuntime();
+  const dockerAnswers = await docker.ping(2_000).then(
+    () => true,
+    () => false,
+  );
+  const runtimes = await serviceRuntimes(config.runner, {
+    sbatchArgs: config.sbatchArgs,
+    docker: dockerAnswers ? docker : undefined,
+  });
   const stores = await openStores(config.db);
   const service = new RolloutService({
     store: stores.instances,
     limits: config.limits,
-    runtimes: runtimes.table,
+    runtimes,
     serviceId: config.serviceId,
     maxOutputBytes: config.maxOutputBytes,
     defaultTimeoutS: config.defaultTimeoutS,
     ...(catalog ? { catalog } : {}),
     ...(config.idleTtlS !== undefined ? { idleTtlS: config.idleTtlS } : {}),
   });
-  const docker = new DockerRuntime();
-  const dockerAnswers = await docker.ping(2_000).then(
-    () => true,
-    () => false,
-  );
   const control = new ControlPlane({
     store: stores.control,
     docker: dockerAnswers ? docker : undefined,
@@ -97,7 +101,6 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
       await control.close();
       await colonies?.close();
       await queueStore?.close();
-      await runtimes.close();
       await docker.close();
       await stores.instances.close();
       await stores.control.close();

@@ -56,7 +56,8 @@ const EXPIRED_MEMORY = 10_000;
  * Sandboxes outlive the service process, so a restarted service adopts them (`recover`).
  */
 export class RolloutService {
-  private readonly live = new Map<string, Instance>();
+  /** The instances this service serves, with their own command timeout (`environment_config.timeout`). */
+  private readonly live = new Map<string, { instance: Instance; timeoutS: number | undefined }>();
   private readonly running = new Map<string, number>(); // commands in flight per run id
   private readonly expired = new Map<string, string>();
   private readonly started = Date.now();
@@ -123,19 +124,14 @@ export class RolloutService {
       await this.options.store.release(request.run_id); // nothing half-created is kept
       throw err;
     }
-    this.live.set(request.run_id, instance);
+    this.live.set(request.run_id, { instance, timeoutS: config.timeout });
     await this.options.store.update(request.run_id, { state: "running", runtimeId: instance.id });
     return { status: "success", instance_id: request.run_id };
   }
 
   async execute(request: ExecuteRequest) {
-    const instance = await this.liveInstance(request.run_id);
-    const record = await this.options.store.get(request.run_id);
-    const timeoutS =
-      request.timeout ??
-      (record?.config.timeout as number | undefined) ??
-      this.options.defaultTimeoutS ??
-      600;
+    const { instance, timeoutS: ownTimeoutS } = await this.liveInstance(request.run_id);
+    const timeoutS = request.timeout ?? ownTimeoutS ?? this.options.defaultTimeoutS ?? 600;
     this.running.set(request.run_id, (this.running.get(request.run_id) ?? 0) + 1);
     try {
       // Grouped so stderr joins stdout in the order it was written.
@@ -166,9 +162,9 @@ export class RolloutService {
 
   /** Stops the instance and frees what it held. Idempotent: an unknown run id is fine. */
   async close(runId: string): Promise<{ status: "success" }> {
-    const instance = this.live.get(runId);
+    const live = this.live.get(runId);
     this.live.delete(runId);
-    await instance?.stop();
+    await live?.instance.stop();
     await this.options.store.release(runId);
     return { status: "success" };
   }
@@ -230,7 +226,7 @@ export class RolloutService {
       const instance = record.runtimeId !== undefined ? found.get(record.runtimeId) : undefined;
       if (instance) {
         found.delete(instance.id);
-        this.live.set(record.runId, instance);
+        this.live.set(record.runId, { instance, timeoutS: record.config.timeout as number | undefined });
         if (record.state !== "running") await this.options.store.update(record.runId, { state: "running" });
         report.adopted.push(record.runId);
       } else {
@@ -275,7 +271,7 @@ export class RolloutService {
     if (this.idleTimer) clearInterval(this.idleTimer);
     this.idleTimer = undefined;
     if (options.stopInstances === false) {
-      await Promise.allSettled([...this.live.values()].map((i) => i.detach()));
+      await Promise.allSettled([...this.live.values()].map((l) => l.instance.detach()));
       this.live.clear();
       return;
     }
@@ -283,9 +279,9 @@ export class RolloutService {
   }
 
   /** The instance serving `runId`, or why there is none. */
-  private async liveInstance(runId: string): Promise<Instance> {
-    const instance = this.live.get(runId);
-    if (instance) return instance;
+  private async liveInstance(runId: string): Promise<{ instance: Instance; timeoutS: number | undefined }> {
+    const live = this.live.get(runId);
+    if (live) return live;
     const gone = this.expired.get(runId);
     if (gone) throw new InstanceGoneError(runId, gone);
     const record = await this.options.store.get(runId);

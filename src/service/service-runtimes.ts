@@ -1,15 +1,9 @@
-import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
+import type { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import { isolationMissing } from "../runtime/process/isolation.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { SlurmRuntime } from "../runtime/slurm/slurm-runtime.js";
 import type { RuntimeTable } from "./rollout-service.js";
-
-/** The runtimes of a service, by container type, and how to release them. */
-export interface ServiceRuntimes {
-  table: RuntimeTable;
-  close(): Promise<void>;
-}
 
 const CONFINED = ["bubblewrap", "apptainer", "singularity", "enroot"] as const;
 
@@ -18,35 +12,26 @@ const CONFINED = ["bubblewrap", "apptainer", "singularity", "enroot"] as const;
  * type; what does not is listed with the reason, which clients then hear.
  *
  * - runner `local`: `local` is a shell in its own folder, `docker` a container through
- *   the Docker API, the confined types a shell whose commands run under their tool;
+ *   the Docker API (`docker`: the engine when it answers), the confined types a shell
+ *   whose commands run under their tool;
  * - runner `slurm`: every instance is a Slurm job holding the same things on its node
  *   (Slurm must answer: else the server does not start).
  */
 export async function serviceRuntimes(
   runner: "local" | "slurm",
-  options: { sbatchArgs?: readonly string[] } = {},
-): Promise<ServiceRuntimes> {
+  options: { sbatchArgs?: readonly string[]; docker: DockerRuntime | undefined },
+): Promise<RuntimeTable> {
   if (runner === "slurm") return slurmRuntimes(options.sbatchArgs ?? []);
-  const docker = new DockerRuntime();
-  const dockerAnswers = await docker.ping(2_000).then(
-    () => true,
-    () => false,
-  );
   const table: Record<string, Runtime | string> = {
     local: new ProcessRuntime(),
-    docker: dockerAnswers ? docker : "no Docker engine answers on this server",
+    docker: options.docker ?? "no Docker engine answers on this server",
   };
   for (const kind of CONFINED)
     table[kind] = isolationMissing(kind) ?? new ProcessRuntime({ isolation: kind });
-  return {
-    table,
-    close: async () => {
-      await docker.close();
-    },
-  };
+  return table;
 }
 
-async function slurmRuntimes(sbatchArgs: readonly string[]): Promise<ServiceRuntimes> {
+async function slurmRuntimes(sbatchArgs: readonly string[]): Promise<RuntimeTable> {
   const shell = new SlurmRuntime({ sbatchArgs });
   await shell.ping(); // a Slurm runner without Slurm is a configuration error: say so now
   const table: Record<string, Runtime | string> = {
@@ -57,5 +42,5 @@ async function slurmRuntimes(sbatchArgs: readonly string[]): Promise<ServiceRunt
   for (const kind of CONFINED) {
     table[kind] = isolationMissing(kind) ?? new SlurmRuntime({ container: kind, sbatchArgs });
   }
-  return { table, close: async () => {} };
+  return table;
 }

@@ -286,6 +286,19 @@ export class PostgresQueueStore implements QueueStore {
     };
   }
 
+  async countByState(colonyname: string): Promise<{ processes: number[]; graphs: number[] }> {
+    const counts = async (table: string) => {
+      const out = [0, 0, 0, 0];
+      const { rows } = await this.pool.query<{ state: number; n: string }>(
+        `SELECT state, COUNT(*) AS n FROM ${table} WHERE colonyname = $1 GROUP BY state`,
+        [colonyname],
+      );
+      for (const row of rows) out[row.state] = Number(row.n);
+      return out;
+    };
+    return { processes: await counts("affinetes_q_processes"), graphs: await counts("affinetes_q_graphs") };
+  }
+
   async getGraph(processgraphid: string): Promise<ProcessGraph | undefined> {
     return this.one<ProcessGraph>("SELECT doc FROM affinetes_q_graphs WHERE processgraphid = $1", [
       processgraphid,

@@ -251,6 +251,18 @@ export class SqliteQueueStore implements QueueStore {
     };
   }
 
+  async countByState(colonyname: string): Promise<{ processes: number[]; graphs: number[] }> {
+    const counts = (table: string) => {
+      const out = [0, 0, 0, 0];
+      const rows = this.db
+        .prepare(`SELECT state, COUNT(*) AS n FROM ${table} WHERE colonyname = ? GROUP BY state`)
+        .all(colonyname) as Array<{ state: number; n: number }>;
+      for (const row of rows) out[row.state] = row.n;
+      return out;
+    };
+    return { processes: counts("q_processes"), graphs: counts("q_graphs") };
+  }
+
   async getGraph(processgraphid: string): Promise<ProcessGraph | undefined> {
     return docOf<ProcessGraph>(
       this.db.prepare("SELECT doc FROM q_graphs WHERE processgraphid = ?").get(processgraphid),

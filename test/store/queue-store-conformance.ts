@@ -784,6 +784,16 @@ export function queueStoreConformance(target: QueueStoreTarget): void {
         expect((await graphs(SUCCESS)).map((g) => g.processgraphid)).toEqual(idsOf("g1"));
         expect(await graphs(FAILED)).toEqual([]);
       });
+
+      it("counts a colony's processes and graphs by state", async () => {
+        expect(await store.countByState("dev")).toEqual({ processes: [0, 0, 0, 0], graphs: [0, 0, 0, 0] });
+        const { processes, graph } = workflow("dev", T0, 3);
+        await store.addProcesses(processes, graph);
+        await store.addProcesses(workflow("prod", T0, 2).processes, workflow("prod", T0).graph);
+        await store.updateProcesses([{ ...processes[0]!, state: SUCCESS }]);
+        await store.updateGraph({ ...graph, state: RUNNING });
+        expect(await store.countByState("dev")).toEqual({ processes: [2, 0, 1, 0], graphs: [0, 1, 0, 0] });
+      });
     });
 
     describe("logs", () => {
