@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { configuredPython } from "../../config.js";
 import { AbortedError, InstanceStartError, UnsupportedError, ValidationError } from "../../errors.js";
 import { readEnvFolder } from "../../image/env-folder.js";
+import type { EnvFolder } from "../../image/env-folder.js";
 import { serverScriptPath } from "../../server/server-files.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
@@ -93,8 +94,8 @@ export class SlurmRuntime implements Runtime {
       if (spec.reuse !== false && !spec.forceRecreate && (await adopted.isRunning())) return adopted;
       await adopted.stop();
     }
-    const record = await this.prepareRecord(name, spec);
-    const script = await this.jobScript(record, spec);
+    const { record, folder } = await this.prepareRecord(name, spec);
+    const script = this.jobScript(record, spec, folder);
     const instance = new SlurmInstance(record, false, this.commands, records, spec.envVars);
     try {
       record.jobId = await this.submit(record, spec, script);
@@ -165,7 +166,10 @@ export class SlurmRuntime implements Runtime {
   async close(): Promise<void> {}
 
   /** The record of a new instance, with its folder; what the job holds follows the spec and the runtime's container. */
-  private async prepareRecord(name: string, spec: InstanceSpec): Promise<SlurmRecord> {
+  private async prepareRecord(
+    name: string,
+    spec: InstanceSpec,
+  ): Promise<{ record: SlurmRecord; folder: EnvFolder | undefined }> {
     const serves = spec.serve !== false;
     const docker = this.container === "docker";
     if (serves && !docker && !spec.envPath)
@@ -209,11 +213,10 @@ export class SlurmRuntime implements Runtime {
       await mkdir(tmp, { recursive: true });
       record.isolation = { kind: this.container, binary, image, workdir, tmp };
     }
-    if (folder) record.envType = folder.envType;
-    return record;
+    return { record, folder };
   }
 
-  private async jobScript(record: SlurmRecord, spec: InstanceSpec): Promise<string> {
+  private jobScript(record: SlurmRecord, spec: InstanceSpec, folder: EnvFolder | undefined): string {
     if (record.holds === "shell") return shellJobScript();
     if (record.holds === "docker") {
       return dockerJobScript({
@@ -227,7 +230,7 @@ export class SlurmRuntime implements Runtime {
         labels: { "affinetes.slurm.instance": record.name },
       });
     }
-    const folder = await readEnvFolder(spec.envPath as string, spec.envType);
+    if (!folder) throw new ValidationError("envPath", "a method server on Slurm runs an environment folder");
     return serverJobScript({
       python: this.options.python ?? configuredPython(),
       serverScript: serverScriptPath(),
