@@ -13,8 +13,10 @@ import type {
   RegisteredFunction,
   User,
 } from "./model.js";
+import { ChannelHub } from "./channels.js";
 import {
   APPROVED,
+  CANCELLED,
   FAILED,
   PENDING,
   REJECTED,
@@ -56,6 +58,7 @@ const BUILD = { buildversion: "affinetes", buildtime: "" };
  */
 export class ColoniesServer {
   private readonly waiters = new AssignWaiters();
+  private readonly channels: ChannelHub;
   /** Every stored change of a process, for subscriptions. */
   private readonly changes = new EventEmitter();
   /** Changes that read and write several processes (closes, graph resolution, deadlines) run one at a time. */
@@ -64,6 +67,7 @@ export class ColoniesServer {
 
   constructor(private readonly options: ColoniesServerOptions) {
     this.changes.setMaxListeners(0); // one per subscription
+    this.channels = new ChannelHub(options.store);
   }
 
   /** Starts the deadline loop (maxwaittime, maxexectime and retries). */
@@ -128,6 +132,21 @@ export class ColoniesServer {
         return this.listProcesses(caller, m);
       case "removeprocessmsg":
         return this.removeProcess(caller, str(m, "processid"));
+      case "removeallprocessesmsg": {
+        const colonyname = str(m, "colonyname");
+        await this.colonyOwner(caller, colonyname);
+        const state = m.state ?? -1;
+        if (state === RUNNING) throw new RpcError(400, "running processes are not removed: cancel them");
+        await this.options.store.removeProcesses({
+          colonyname,
+          ...(state === -1 ? {} : { state: stateOf(state) }),
+        });
+        return {};
+      }
+      case "cancelprocessmsg":
+        return this.serial.run(() => this.cancelProcess(caller, str(m, "processid")));
+      case "cancelprocessgraphmsg":
+        return this.serial.run(() => this.cancelGraph(caller, str(m, "processgraphid")));
       case "closesuccessfulmsg":
         return this.serial.run(() => this.closeSuccessful(caller, str(m, "processid"), list(m, "out")));
       case "closefailedmsg":
@@ -142,6 +161,32 @@ export class ColoniesServer {
         return this.readableGraph(caller, str(m, "processgraphid"));
       case "getprocessgraphsmsg":
         return this.listGraphs(caller, m);
+      case "removeprocessgraphmsg": {
+        const graph = await this.readableGraph(caller, str(m, "processgraphid"));
+        if (graph.state === RUNNING) throw new RpcError(400, "the workflow is running: cancel it first");
+        await this.options.store.removeGraphs({ processgraphid: graph.processgraphid });
+        return {};
+      }
+      case "removeallprocessgraphsmsg": {
+        const colonyname = str(m, "colonyname");
+        await this.colonyOwner(caller, colonyname);
+        const state = m.state ?? -1;
+        if (state === RUNNING) throw new RpcError(400, "running workflows are not removed: cancel them");
+        await this.options.store.removeGraphs({
+          colonyname,
+          ...(state === -1 ? {} : { state: stateOf(state) }),
+        });
+        return {};
+      }
+      case "channelappendmsg": {
+        const process = await this.channelProcess(caller, m, "write");
+        await this.channels.append(process, str(m, "name"), caller, m);
+        return {};
+      }
+      case "channelreadmsg": {
+        const process = await this.channelProcess(caller, m, "read");
+        return this.channels.read(process, str(m, "name"), num(m, "afterseq"), num(m, "limit"));
+      }
       case "addchildmsg":
         return this.serial.run(() => this.addChild(caller, m));
       case "addlogmsg":
@@ -309,7 +354,7 @@ export class ColoniesServer {
 
   private async closeSuccessful(caller: string, processid: string, out: unknown[]): Promise<object> {
     const process = await this.assignedTo(caller, processid);
-    if (process.state === WAITING || process.state === FAILED)
+    if (process.state === WAITING || process.state === FAILED || process.state === CANCELLED)
       throw new RpcError(400, `the process is ${stateName(process.state)}: it cannot succeed`);
     const closed: Process = {
       ...process,
@@ -325,7 +370,7 @@ export class ColoniesServer {
 
   private async closeFailed(caller: string, processid: string, errors: string[]): Promise<object> {
     const process = await this.assignedTo(caller, processid);
-    if (process.state === SUCCESS || process.state === FAILED)
+    if (process.state === SUCCESS || process.state === FAILED || process.state === CANCELLED)
       throw new RpcError(400, `the process is ${stateName(process.state)} already`);
     await this.fail(process, errors);
     return {};
@@ -369,6 +414,30 @@ export class ColoniesServer {
     if (process.processgraphid)
       throw new RpcError(400, "the process belongs to a workflow: remove the workflow");
     await this.options.store.removeProcess(processid);
+    return {};
+  }
+
+  /**
+   * Cancels a waiting or running process: CANCELLED, never assigned again; its executor's
+   * close is refused. A workflow's process is cancelled with its whole workflow.
+   */
+  private async cancelProcess(caller: string, processid: string): Promise<object> {
+    const process = await this.readableProcess(caller, processid);
+    if (finished(process.state))
+      throw new RpcError(400, `the process is ${stateName(process.state)} already`);
+    if (process.processgraphid) return this.cancelGraph(caller, process.processgraphid);
+    await this.save([cancelled(process, Date.now())]);
+    return {};
+  }
+
+  /** Cancels every unfinished process of a workflow; the workflow becomes CANCELLED. */
+  private async cancelGraph(caller: string, graphId: string): Promise<object> {
+    const graph = await this.readableGraph(caller, graphId);
+    if (finished(graph.state)) throw new RpcError(400, `the workflow is ${stateName(graph.state)} already`);
+    const processes = await this.options.store.getProcesses(graph.processids);
+    const now = Date.now();
+    await this.save(processes.filter((p) => !finished(p.state)).map((p) => cancelled(p, now)));
+    await this.resolveGraph(graphId);
     return {};
   }
 
@@ -493,19 +562,15 @@ export class ColoniesServer {
     const processes = await this.options.store.getProcesses(graph.processids);
     const byId = new Map(processes.map((p) => [p.processid, p]));
     const failed = processes.some((p) => p.state === FAILED);
+    // a failure fails, a cancellation cancels, every process of the graph not finished yet
+    const ending = failed ? FAILED : processes.some((p) => p.state === CANCELLED) ? CANCELLED : undefined;
     const changed: Process[] = [];
     const now = timeString(Date.now());
     for (const process of processes) {
-      if (failed && process.state !== FAILED && process.state !== SUCCESS) {
-        changed.push({
-          ...process,
-          state: FAILED,
-          endtime: now,
-          isassigned: process.isassigned,
-          execdeadline: ZERO_TIME,
-        });
+      if (ending !== undefined && !finished(process.state)) {
+        changed.push({ ...process, state: ending, endtime: now, execdeadline: ZERO_TIME });
       } else if (
-        !failed &&
+        ending === undefined &&
         process.waitforparents &&
         process.parents.every((id) => byId.get(id)?.state === SUCCESS)
       ) {
@@ -517,16 +582,18 @@ export class ColoniesServer {
     const states = [...byId.values()].map((p) => p.state);
     const state: ProcessState = states.includes(FAILED)
       ? FAILED
-      : states.every((s) => s === SUCCESS)
-        ? SUCCESS
-        : states.some((s) => s === SUCCESS || s === RUNNING)
-          ? RUNNING
-          : WAITING;
+      : states.includes(CANCELLED)
+        ? CANCELLED
+        : states.every((s) => s === SUCCESS)
+          ? SUCCESS
+          : states.some((s) => s === SUCCESS || s === RUNNING)
+            ? RUNNING
+            : WAITING;
     await this.options.store.updateGraph({
       ...graph,
       state,
       ...(graph.starttime === ZERO_TIME && state !== WAITING ? { starttime: now } : {}),
-      ...(state === SUCCESS || state === FAILED ? { endtime: now } : {}),
+      ...(finished(state) ? { endtime: now } : {}),
     });
     for (const p of changed) {
       if (!p.waitforparents && p.state === WAITING)
@@ -676,10 +743,12 @@ export class ColoniesServer {
       runningprocesses: processes[RUNNING] ?? 0,
       successfulprocesses: processes[SUCCESS] ?? 0,
       failedprocesses: processes[FAILED] ?? 0,
+      cancelledprocesses: processes[CANCELLED] ?? 0,
       waitingworkflows: graphs[WAITING] ?? 0,
       runningworkflows: graphs[RUNNING] ?? 0,
       successfulworkflows: graphs[SUCCESS] ?? 0,
       failedworkflows: graphs[FAILED] ?? 0,
+      cancelledworkflows: graphs[CANCELLED] ?? 0,
     };
   }
 
@@ -724,9 +793,27 @@ export class ColoniesServer {
    * sends; `subscribeprocessesmsg` pushes every process of the caller's colony, executor
    * type and state. Returns how to end it; it ends by itself after `timeout` seconds.
    */
-  async subscribe(call: Call, push: (process: Process) => void, ended: () => void): Promise<() => void> {
+  async subscribe(
+    call: Call,
+    pushFrame: (payloadtype: string, payload: unknown) => void,
+    ended: () => void,
+  ): Promise<() => void> {
     const m = call.message;
     const caller = call.callerId ?? "";
+    if (call.msgtype === "subscribechannelmsg") {
+      const process = await this.channelProcess(caller, m, "read");
+      const timeoutS = typeof m.timeout === "number" && m.timeout > 0 ? m.timeout : 30;
+      return this.channels.subscribe(
+        process,
+        str(m, "name"),
+        num(m, "afterseq"),
+        timeoutS,
+        (entries) => pushFrame("subscribechannelmsg", entries),
+        ended,
+      );
+    }
+    // ColonyOS sends both kinds of process frames as subscribeprocessmsg
+    const push = (process: Process) => pushFrame("subscribeprocessmsg", process);
     const state = stateOf(m.state ?? SUCCESS);
     let matches: (p: Process) => boolean;
     if (call.msgtype === "subscribeprocessmsg") {
@@ -824,6 +911,19 @@ export class ColoniesServer {
     return process;
   }
 
+  /** The process whose channel the caller reads or writes, checked (§3.5 of the protocol notes). */
+  private async channelProcess(
+    caller: string,
+    m: Record<string, unknown>,
+    what: "read" | "write",
+  ): Promise<Process> {
+    const process = await this.options.store.getProcess(str(m, "processid"));
+    if (!process) throw new RpcError(404, "Process not found");
+    await this.member(caller, process.spec.conditions.colonyname);
+    ChannelHub.check(process, str(m, "name"), caller, what);
+    return process;
+  }
+
   private specOf(input: unknown): FunctionSpec {
     const spec = completeSpec(object(input, "spec") as Partial<FunctionSpec>);
     if (!spec.conditions.colonyname) throw new RpcError(400, "spec.conditions.colonyname is missing");
@@ -896,12 +996,28 @@ function list(m: Record<string, unknown>, field: string): unknown[] {
 }
 
 function stateOf(value: unknown): ProcessState {
-  if (value === WAITING || value === RUNNING || value === SUCCESS || value === FAILED) return value;
-  throw new RpcError(400, "state must be 0 (waiting), 1 (running), 2 (success) or 3 (failed)");
+  if (value === WAITING || value === RUNNING || value === SUCCESS || value === FAILED || value === CANCELLED)
+    return value;
+  throw new RpcError(400, "state must be 0 (waiting), 1 (running), 2 (success), 3 (failed) or 4 (cancelled)");
 }
 
 function stateName(state: ProcessState): string {
-  return ["WAITING", "RUNNING", "SUCCESS", "FAILED"][state] ?? String(state);
+  return ["WAITING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"][state] ?? String(state);
+}
+
+function finished(state: ProcessState): boolean {
+  return state === SUCCESS || state === FAILED || state === CANCELLED;
+}
+
+/** A process cancelled now: never assigned again, no deadlines. */
+function cancelled(process: Process, now: number): Process {
+  return {
+    ...process,
+    state: CANCELLED,
+    endtime: timeString(now),
+    execdeadline: ZERO_TIME,
+    waitdeadline: ZERO_TIME,
+  };
 }
 
 function notFound(what: string): RpcError {

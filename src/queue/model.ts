@@ -12,7 +12,10 @@ export const WAITING = 0;
 export const RUNNING = 1;
 export const SUCCESS = 2;
 export const FAILED = 3;
-export type ProcessState = typeof WAITING | typeof RUNNING | typeof SUCCESS | typeof FAILED;
+/** Cancelled by a member (ColonyOS' newest servers have the state; its number is ours, see the protocol notes). */
+export const CANCELLED = 4;
+export type ProcessState =
+  typeof WAITING | typeof RUNNING | typeof SUCCESS | typeof FAILED | typeof CANCELLED;
 
 export const PENDING = 0;
 export const APPROVED = 1;
@@ -65,6 +68,17 @@ export interface FunctionSpec {
   label: string;
   fs: { mount: string; snapshots: unknown[]; dirs: unknown[] };
   env: Record<string, string>;
+  /** Channels the process's initiator and executor talk over (`channelappendmsg`). */
+  channels?: string[];
+}
+
+/** One message of a channel (`payload` base64, as Go encodes `[]byte`). */
+export interface ChannelEntry {
+  sequence: number;
+  inreplyto?: number;
+  timestamp: string;
+  senderid: string;
+  payload: string;
 }
 
 export interface Process {
@@ -214,6 +228,7 @@ export function completeSpec(
     label: input.label ?? "",
     fs: { mount: "", snapshots: [], dirs: [], ...(input.fs ?? {}) },
     env: input.env ?? {},
+    ...(input.channels?.length ? { channels: input.channels } : {}),
   };
 }
 

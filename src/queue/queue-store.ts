@@ -1,4 +1,12 @@
-import type { Colony, Executor, LogEntry, Process, ProcessGraph, ProcessState } from "./model.js";
+import type {
+  ChannelEntry,
+  Colony,
+  Executor,
+  LogEntry,
+  Process,
+  ProcessGraph,
+  ProcessState,
+} from "./model.js";
 
 /** The kinds of keyed objects (`putObject`). */
 export type ObjectKind = "user" | "attribute" | "function";
@@ -45,7 +53,14 @@ export interface QueueStore {
   }): Promise<Process[]>;
   /** Replaces stored processes with these versions (all at once). */
   updateProcesses(processes: readonly Process[]): Promise<void>;
+  /** Removes a process with its logs and channels. */
   removeProcess(processid: string): Promise<boolean>;
+  /** Removes a colony's processes that belong to no workflow (of one state, when given); how many. */
+  removeProcesses(filter: { colonyname: string; state?: ProcessState }): Promise<number>;
+  /** Removes process graphs with their processes: one by id, or a colony's (of one state, when given). */
+  removeGraphs(
+    filter: { processgraphid: string } | { colonyname: string; state?: ProcessState },
+  ): Promise<number>;
   /**
    * Atomically takes the first assignable process for this executor (WAITING, not
    * waiting for parents, of its colony and type, naming it or no executor), in priority
@@ -75,6 +90,14 @@ export interface QueueStore {
 
   addLog(entry: LogEntry): Promise<void>;
   getLogs(filter: { processid: string; count: number; since: number }): Promise<LogEntry[]>;
+
+  /**
+   * Appends to a process's channel; an entry of the same sender and sequence already
+   * there is kept instead (a retried append is not doubled).
+   */
+  appendChannel(processid: string, colonyname: string, name: string, entry: ChannelEntry): Promise<void>;
+  /** A channel's entries from position `after` (0: all), at most `limit` (0: no limit), in arrival order. */
+  readChannel(processid: string, name: string, after: number, limit: number): Promise<ChannelEntry[]>;
 
   close(): Promise<void>;
 }

@@ -1,6 +1,14 @@
 import pg from "pg";
 import { ConflictError } from "../errors.js";
-import type { Colony, Executor, LogEntry, Process, ProcessGraph, ProcessState } from "../queue/model.js";
+import type {
+  ChannelEntry,
+  Colony,
+  Executor,
+  LogEntry,
+  Process,
+  ProcessGraph,
+  ProcessState,
+} from "../queue/model.js";
 import { RUNNING, WAITING, timeMs } from "../queue/model.js";
 import type { AssignRequest, ObjectKind, QueueStore } from "../queue/queue-store.js";
 
@@ -42,6 +50,12 @@ CREATE TABLE IF NOT EXISTS affinetes_q_objects (
   seq BIGSERIAL, kind TEXT NOT NULL, id TEXT NOT NULL, colonyname TEXT NOT NULL, doc JSON NOT NULL,
   PRIMARY KEY (kind, id)
 );
+CREATE TABLE IF NOT EXISTS affinetes_q_channels (
+  seq BIGSERIAL PRIMARY KEY, processid TEXT NOT NULL, colonyname TEXT NOT NULL, name TEXT NOT NULL,
+  senderid TEXT NOT NULL, sequence BIGINT NOT NULL, doc JSON NOT NULL,
+  UNIQUE (processid, name, senderid, sequence)
+);
+CREATE INDEX IF NOT EXISTS affinetes_q_channels_read ON affinetes_q_channels (processid, name, seq);
 `;
 
 /**
@@ -131,9 +145,11 @@ export class PostgresQueueStore implements QueueStore {
         "affinetes_q_processes",
         "affinetes_q_graphs",
         "affinetes_q_objects",
+        "affinetes_q_channels",
       ]) {
         await client.query(`DELETE FROM ${table} WHERE colonyname = $1`, [name]);
       }
+      await removeOrphans(client);
       const removed = await client.query("DELETE FROM affinetes_q_colonies WHERE name = $1", [name]);
       return (removed.rowCount ?? 0) > 0;
     });
@@ -248,10 +264,69 @@ export class PostgresQueueStore implements QueueStore {
   }
 
   async removeProcess(processid: string): Promise<boolean> {
-    const removed = await this.pool.query("DELETE FROM affinetes_q_processes WHERE processid = $1", [
-      processid,
-    ]);
-    return (removed.rowCount ?? 0) > 0;
+    return this.transaction(async (client) => {
+      for (const table of ["affinetes_q_logs", "affinetes_q_channels"]) {
+        await client.query(`DELETE FROM ${table} WHERE processid = $1`, [processid]);
+      }
+      const removed = await client.query("DELETE FROM affinetes_q_processes WHERE processid = $1", [
+        processid,
+      ]);
+      return (removed.rowCount ?? 0) > 0;
+    });
+  }
+
+  async removeProcesses(filter: { colonyname: string; state?: ProcessState }): Promise<number> {
+    return this.transaction(async (client) => {
+      const removed = await client.query(
+        `DELETE FROM affinetes_q_processes WHERE colonyname = $1 AND graphid = ''
+           ${filter.state === undefined ? "" : "AND state = $2"}`,
+        [filter.colonyname, ...(filter.state === undefined ? [] : [filter.state])],
+      );
+      await removeOrphans(client);
+      return removed.rowCount ?? 0;
+    });
+  }
+
+  async removeGraphs(
+    filter: { processgraphid: string } | { colonyname: string; state?: ProcessState },
+  ): Promise<number> {
+    const [where, params] =
+      "processgraphid" in filter
+        ? ["processgraphid = $1", [filter.processgraphid]]
+        : filter.state === undefined
+          ? ["colonyname = $1", [filter.colonyname]]
+          : ["colonyname = $1 AND state = $2", [filter.colonyname, filter.state]];
+    return this.transaction(async (client) => {
+      await client.query(
+        `DELETE FROM affinetes_q_processes
+           WHERE graphid IN (SELECT processgraphid FROM affinetes_q_graphs WHERE ${where})`,
+        params,
+      );
+      const removed = await client.query(`DELETE FROM affinetes_q_graphs WHERE ${where}`, params);
+      await removeOrphans(client);
+      return removed.rowCount ?? 0;
+    });
+  }
+
+  async appendChannel(
+    processid: string,
+    colonyname: string,
+    name: string,
+    entry: ChannelEntry,
+  ): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO affinetes_q_channels (processid, colonyname, name, senderid, sequence, doc)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (processid, name, senderid, sequence) DO NOTHING`,
+      [processid, colonyname, name, entry.senderid, entry.sequence, JSON.stringify(entry)],
+    );
+  }
+
+  async readChannel(processid: string, name: string, after: number, limit: number): Promise<ChannelEntry[]> {
+    return this.all<ChannelEntry>(
+      `SELECT doc FROM affinetes_q_channels WHERE processid = $1 AND name = $2
+         ORDER BY seq LIMIT $3 OFFSET $4`,
+      [processid, name, limit > 0 ? limit : null, Math.max(0, after)],
+    );
   }
 
   async assign(request: AssignRequest, start: (process: Process) => Process): Promise<Process | undefined> {
@@ -429,6 +504,15 @@ function rowOf(process: Process): unknown[] {
 }
 
 /** SQLite reads a negative LIMIT as none; PostgreSQL refuses it (LIMIT NULL is none there). */
+/** Logs and channel entries of processes no longer stored. */
+async function removeOrphans(client: Queryable): Promise<void> {
+  for (const table of ["affinetes_q_logs", "affinetes_q_channels"]) {
+    await client.query(
+      `DELETE FROM ${table} t WHERE NOT EXISTS (SELECT 1 FROM affinetes_q_processes p WHERE p.processid = t.processid)`,
+    );
+  }
+}
+
 function limitOf(count: number): number | null {
   return count < 0 ? null : count;
 }

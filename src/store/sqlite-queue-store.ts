@@ -2,7 +2,15 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { ConflictError } from "../errors.js";
-import type { Colony, Executor, LogEntry, Process, ProcessGraph, ProcessState } from "../queue/model.js";
+import type {
+  ChannelEntry,
+  Colony,
+  Executor,
+  LogEntry,
+  Process,
+  ProcessGraph,
+  ProcessState,
+} from "../queue/model.js";
 import { RUNNING, WAITING, timeMs } from "../queue/model.js";
 import type { AssignRequest, ObjectKind, QueueStore } from "../queue/queue-store.js";
 
@@ -33,6 +41,12 @@ CREATE TABLE IF NOT EXISTS q_objects (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, id TEXT NOT NULL, colonyname TEXT NOT NULL,
   doc TEXT NOT NULL, UNIQUE (kind, id)
 );
+CREATE TABLE IF NOT EXISTS q_channels (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, processid TEXT NOT NULL, colonyname TEXT NOT NULL, name TEXT NOT NULL,
+  senderid TEXT NOT NULL, sequence INTEGER NOT NULL, doc TEXT NOT NULL,
+  UNIQUE (processid, name, senderid, sequence)
+);
+CREATE INDEX IF NOT EXISTS q_channels_read ON q_channels (processid, name, seq);
 `;
 
 /**
@@ -72,9 +86,10 @@ export class SqliteQueueStore implements QueueStore {
 
   async removeColony(name: string): Promise<boolean> {
     const remove = this.db.transaction(() => {
-      for (const table of ["q_executors", "q_processes", "q_graphs", "q_objects"]) {
+      for (const table of ["q_executors", "q_processes", "q_graphs", "q_objects", "q_channels"]) {
         this.db.prepare(`DELETE FROM ${table} WHERE colonyname = ?`).run(name);
       }
+      this.removeOrphans();
       return this.db.prepare("DELETE FROM q_colonies WHERE name = ?").run(name).changes > 0;
     });
     return remove.immediate();
@@ -211,7 +226,79 @@ export class SqliteQueueStore implements QueueStore {
   }
 
   async removeProcess(processid: string): Promise<boolean> {
-    return this.db.prepare("DELETE FROM q_processes WHERE processid = ?").run(processid).changes > 0;
+    const remove = this.db.transaction(() => {
+      for (const table of ["q_logs", "q_channels"]) {
+        this.db.prepare(`DELETE FROM ${table} WHERE processid = ?`).run(processid);
+      }
+      return this.db.prepare("DELETE FROM q_processes WHERE processid = ?").run(processid).changes > 0;
+    });
+    return remove.immediate();
+  }
+
+  async removeProcesses(filter: { colonyname: string; state?: ProcessState }): Promise<number> {
+    const remove = this.db.transaction(() => {
+      const n = this.db
+        .prepare(
+          `DELETE FROM q_processes WHERE colonyname = ? AND graphid = '' ${filter.state === undefined ? "" : "AND state = ?"}`,
+        )
+        .run(filter.colonyname, ...(filter.state === undefined ? [] : [filter.state])).changes;
+      this.removeOrphans();
+      return n;
+    });
+    return remove.immediate();
+  }
+
+  async removeGraphs(
+    filter: { processgraphid: string } | { colonyname: string; state?: ProcessState },
+  ): Promise<number> {
+    const [where, params] =
+      "processgraphid" in filter
+        ? ["processgraphid = ?", [filter.processgraphid]]
+        : filter.state === undefined
+          ? ["colonyname = ?", [filter.colonyname]]
+          : ["colonyname = ? AND state = ?", [filter.colonyname, filter.state]];
+    const remove = this.db.transaction(() => {
+      this.db
+        .prepare(
+          `DELETE FROM q_processes WHERE graphid IN (SELECT processgraphid FROM q_graphs WHERE ${where})`,
+        )
+        .run(...params);
+      const n = this.db.prepare(`DELETE FROM q_graphs WHERE ${where}`).run(...params).changes;
+      this.removeOrphans();
+      return n;
+    });
+    return remove.immediate();
+  }
+
+  /** Logs and channel entries of processes no longer stored (inside the caller's transaction). */
+  private removeOrphans(): void {
+    for (const table of ["q_logs", "q_channels"]) {
+      this.db
+        .prepare(`DELETE FROM ${table} WHERE processid NOT IN (SELECT processid FROM q_processes)`)
+        .run();
+    }
+  }
+
+  async appendChannel(
+    processid: string,
+    colonyname: string,
+    name: string,
+    entry: ChannelEntry,
+  ): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO q_channels (processid, colonyname, name, senderid, sequence, doc) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (processid, name, senderid, sequence) DO NOTHING`,
+      )
+      .run(processid, colonyname, name, entry.senderid, entry.sequence, JSON.stringify(entry));
+  }
+
+  async readChannel(processid: string, name: string, after: number, limit: number): Promise<ChannelEntry[]> {
+    return docsOf<ChannelEntry>(
+      this.db
+        .prepare("SELECT doc FROM q_channels WHERE processid = ? AND name = ? ORDER BY seq LIMIT ? OFFSET ?")
+        .all(processid, name, limit > 0 ? limit : -1, Math.max(0, after)),
+    );
   }
 
   async assign(request: AssignRequest, start: (process: Process) => Process): Promise<Process | undefined> {

@@ -15,6 +15,7 @@ const TABLES = [
   "affinetes_q_graphs",
   "affinetes_q_logs",
   "affinetes_q_objects",
+  "affinetes_q_channels",
 ];
 
 async function sql(statement: string): Promise<pg.QueryResult> {

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConflictError } from "../../src/errors.js";
 import type {
+  ChannelEntry,
   Colony,
   Executor,
   LogEntry,
@@ -866,6 +867,82 @@ export function queueStoreConformance(target: QueueStoreTarget): void {
         expect(await store.listObjects("user", "dev")).toEqual([]);
         expect(await store.getObject("function", "u1")).toBeUndefined();
         expect(await store.listObjects("user", "other")).toEqual([{ name: "carol" }]);
+      });
+    });
+
+    describe("removal in bulk", () => {
+      it("removes a colony's processes outside workflows, of one state or all, with their logs", async () => {
+        const [a, b] = [proc({ func: "a" }), proc({ func: "b", at: T0 + 1 })];
+        const other = proc({ func: "other", colony: "other" });
+        const { processes, graph } = workflow("dev", T0, 2);
+        await store.addProcesses([a, b, other]);
+        await store.addProcesses(processes, graph);
+        await store.updateProcesses([finished(b, SUCCESS, T0 + 5)]);
+        await store.addLog(log(b.processid, "gone with it", T0 * 1_000_000));
+        expect(await store.removeProcesses({ colonyname: "dev", state: SUCCESS })).toBe(1);
+        expect(await store.getProcess(b.processid)).toBeUndefined();
+        expect(await store.getLogs({ processid: b.processid, since: 0, count: 10 })).toEqual([]);
+        expect(await store.removeProcesses({ colonyname: "dev" })).toBe(1);
+        expect(await store.getProcess(a.processid)).toBeUndefined();
+        // a workflow's processes and another colony's stay
+        expect(sorted(pids(await store.getProcesses(pids(processes))))).toEqual(sorted(pids(processes)));
+        expect(await store.getProcess(other.processid)).toBeDefined();
+      });
+
+      it("removes graphs with their processes: one by id, or a colony's of one state", async () => {
+        const first = workflow("dev", T0, 2);
+        const second = workflow("dev", T0 + 1, 3);
+        await store.addProcesses(first.processes, first.graph);
+        await store.addProcesses(second.processes, second.graph);
+        await store.updateGraph({ ...second.graph, state: FAILED });
+        expect(await store.removeGraphs({ processgraphid: first.graph.processgraphid })).toBe(1);
+        expect(await store.getGraph(first.graph.processgraphid)).toBeUndefined();
+        expect(await store.getProcesses(pids(first.processes))).toEqual([]);
+        expect(await store.removeGraphs({ colonyname: "dev", state: WAITING })).toBe(0);
+        expect(await store.removeGraphs({ colonyname: "dev", state: FAILED })).toBe(1);
+        expect(await store.getProcesses(pids(second.processes))).toEqual([]);
+        expect(await store.removeGraphs({ colonyname: "dev" })).toBe(0);
+      });
+    });
+
+    describe("channels", () => {
+      const entry = (senderid: string, sequence: number, text: string): ChannelEntry => ({
+        sequence,
+        timestamp: "2026-11-23T10:00:00.000000Z",
+        senderid,
+        payload: Buffer.from(text).toString("base64"),
+      });
+      const texts = (entries: ChannelEntry[]) =>
+        entries.map((e) => Buffer.from(e.payload, "base64").toString());
+
+      it("appends in arrival order and reads from a position, with a limit; a repeated (sender, sequence) is kept once", async () => {
+        const p = proc();
+        await store.addProcesses([p]);
+        await store.appendChannel(p.processid, "dev", "chat", entry("alice", 1, "a1"));
+        await store.appendChannel(p.processid, "dev", "chat", entry("bob", 1, "b1"));
+        await store.appendChannel(p.processid, "dev", "chat", entry("alice", 1, "a1 again"));
+        await store.appendChannel(p.processid, "dev", "chat", { ...entry("alice", 2, "a2"), inreplyto: 1 });
+        await store.appendChannel(p.processid, "dev", "other", entry("alice", 1, "elsewhere"));
+        expect(texts(await store.readChannel(p.processid, "chat", 0, 0))).toEqual(["a1", "b1", "a2"]);
+        expect(texts(await store.readChannel(p.processid, "chat", 1, 0))).toEqual(["b1", "a2"]);
+        expect(texts(await store.readChannel(p.processid, "chat", 1, 1))).toEqual(["b1"]);
+        expect(await store.readChannel(p.processid, "chat", 3, 0)).toEqual([]);
+        expect((await store.readChannel(p.processid, "chat", 2, 0))[0]).toStrictEqual({
+          ...entry("alice", 2, "a2"),
+          inreplyto: 1,
+        });
+        expect(texts(await store.readChannel(p.processid, "other", 0, 0))).toEqual(["elsewhere"]);
+      });
+
+      it("removes a process's channels with it, and with its colony", async () => {
+        const [a, b] = [proc({ func: "a" }), proc({ func: "b" })];
+        await store.addProcesses([a, b]);
+        await store.appendChannel(a.processid, "dev", "chat", entry("alice", 1, "x"));
+        await store.appendChannel(b.processid, "dev", "chat", entry("alice", 1, "y"));
+        await store.removeProcess(a.processid);
+        expect(await store.readChannel(a.processid, "chat", 0, 0)).toEqual([]);
+        await store.removeColony("dev");
+        expect(await store.readChannel(b.processid, "chat", 0, 0)).toEqual([]);
       });
     });
 
