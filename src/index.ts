@@ -62,6 +62,7 @@ export type { ExecutorFunction, ExecutorLoopOptions } from "./sdk/function-execu
 export { runContainerExecutor } from "./sdk/container-executor.js";
 export { Colonies, ProcessStates, funcSpec, newIdentity, generatePrivateKey, idOf } from "./sdk/colonies.js";
 export type {
+  ChannelMessage,
   Colony,
   Executor,
   FunctionSpec,

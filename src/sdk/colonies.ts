@@ -5,6 +5,7 @@ import { generatePrivateKey, idOf } from "../queue/crypto.js";
 import { requestEnvelope } from "../queue/envelope.js";
 import type {
   Attribute,
+  ChannelEntry,
   Colony,
   Conditions,
   Executor,
@@ -31,7 +32,18 @@ export type {
 export { generatePrivateKey, idOf } from "../queue/crypto.js";
 
 /** Process states as numbers on the wire. */
-export const ProcessStates = { WAITING: 0, RUNNING: 1, SUCCESS: 2, FAILED: 3 } as const;
+export const ProcessStates = { WAITING: 0, RUNNING: 1, SUCCESS: 2, FAILED: 3, CANCELLED: 4 } as const;
+
+/** One message of a process's channel. */
+export interface ChannelMessage {
+  sequence: number;
+  inreplyto: number;
+  timestamp: string;
+  senderid: string;
+  payload: Uint8Array;
+  /** The payload as UTF-8 text. */
+  text: string;
+}
 
 /** A key pair's private key and the id it signs as. */
 export interface Identity {
@@ -64,6 +76,8 @@ export function funcSpec(options: {
   maxretries?: number;
   label?: string;
   env?: Record<string, string>;
+  /** Channels the submitter and the executor talk over while the process runs. */
+  channels?: string[];
 }): FunctionSpec {
   const conditions: Partial<Conditions> = {
     colonyname: options.colonyname,
@@ -82,6 +96,7 @@ export function funcSpec(options: {
     maxretries: options.maxretries ?? -1,
     label: options.label ?? "",
     env: options.env ?? {},
+    ...(options.channels ? { channels: options.channels } : {}),
     conditions,
   });
 }
@@ -200,6 +215,16 @@ export class Colonies implements AsyncDisposable {
     return this.rpc({ msgtype: "removeprocessmsg", processid, all: false }, privateKey);
   }
 
+  /** Cancels a waiting or running process (a workflow's: its whole workflow). */
+  cancelProcess(processid: string, privateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "cancelprocessmsg", processid }, privateKey);
+  }
+
+  /** Removes a colony's processes outside workflows: all (`state` -1) or those of one finished state. */
+  removeAllProcesses(colonyname: string, colonyPrivateKey: string, state = -1): Promise<void> {
+    return this.rpc({ msgtype: "removeallprocessesmsg", colonyname, state }, colonyPrivateKey);
+  }
+
   submitWorkflow(
     colonyname: string,
     functionspecs: FunctionSpec[],
@@ -210,6 +235,94 @@ export class Colonies implements AsyncDisposable {
 
   getProcessGraph(processgraphid: string, privateKey: string): Promise<ProcessGraph> {
     return this.rpc({ msgtype: "getprocessgraphmsg", processgraphid }, privateKey);
+  }
+
+  getProcessGraphs(
+    colonyname: string,
+    state: number,
+    count: number,
+    privateKey: string,
+  ): Promise<ProcessGraph[]> {
+    return this.rpc<ProcessGraph[] | null>(
+      { msgtype: "getprocessgraphsmsg", colonyname, state, count },
+      privateKey,
+    ).then(orEmpty);
+  }
+
+  /** Cancels every unfinished process of a workflow. */
+  cancelProcessGraph(processgraphid: string, privateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "cancelprocessgraphmsg", processgraphid }, privateKey);
+  }
+
+  /** Removes a workflow that is not running, with its processes. */
+  removeProcessGraph(processgraphid: string, privateKey: string): Promise<void> {
+    return this.rpc({ msgtype: "removeprocessgraphmsg", processgraphid, all: false }, privateKey);
+  }
+
+  removeAllProcessGraphs(colonyname: string, colonyPrivateKey: string, state = -1): Promise<void> {
+    return this.rpc({ msgtype: "removeallprocessgraphsmsg", colonyname, state }, colonyPrivateKey);
+  }
+
+  /**
+   * Appends a message to a process's channel (declared in its spec's `channels`); the
+   * sender numbers its messages with `sequence` (a retried append is not doubled).
+   */
+  channelAppend(
+    processid: string,
+    name: string,
+    sequence: number,
+    payload: string | Uint8Array,
+    privateKey: string,
+    inreplyto = 0,
+  ): Promise<void> {
+    const bytes = typeof payload === "string" ? Buffer.from(payload, "utf8") : Buffer.from(payload);
+    return this.rpc(
+      {
+        msgtype: "channelappendmsg",
+        processid,
+        name,
+        sequence,
+        inreplyto,
+        payload: bytes.toString("base64"),
+      },
+      privateKey,
+    );
+  }
+
+  /** A channel's messages from position `afterseq` (0: from the start), at most `limit` (0: all). */
+  channelRead(
+    processid: string,
+    name: string,
+    afterseq: number,
+    limit: number,
+    privateKey: string,
+  ): Promise<ChannelMessage[]> {
+    return this.rpc<ChannelEntry[] | null>(
+      { msgtype: "channelreadmsg", processid, name, afterseq, limit },
+      privateKey,
+    ).then((entries) => orEmpty(entries).map(messageOf));
+  }
+
+  /**
+   * A channel's messages as they are appended, from position `afterseq`, over the
+   * WebSocket `/pubsub`; the iteration ends after `timeoutS` (or when the caller breaks).
+   */
+  async *subscribeChannel(
+    processid: string,
+    name: string,
+    afterseq: number,
+    timeoutS: number,
+    privateKey: string,
+  ): AsyncGenerator<ChannelMessage> {
+    const frames = this.subscription(
+      { msgtype: "subscribechannelmsg", processid, name, afterseq, timeout: timeoutS },
+      privateKey,
+    );
+    for await (const payload of frames) {
+      const entries = (payload ?? []) as ChannelEntry[];
+      if (entries.length === 0) return; // the server's final frame
+      for (const entry of entries) yield messageOf(entry);
+    }
   }
 
   /** A running process adds a child to its workflow (map/reduce). */
@@ -301,8 +414,7 @@ export class Colonies implements AsyncDisposable {
     privateKey: string,
     state: number = ProcessStates.SUCCESS,
   ): Promise<Process> {
-    const url = `${this.url.replace(/^http/, "ws").replace(/\/$/, "")}/pubsub`;
-    const envelope = requestEnvelope(
+    const frames = this.subscription(
       {
         msgtype: "subscribeprocessmsg",
         processid,
@@ -313,39 +425,59 @@ export class Colonies implements AsyncDisposable {
       },
       privateKey,
     );
-    return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url);
-      let settled = false;
-      const settle = (fn: () => void) => {
-        if (settled) return;
-        settled = true;
-        socket.close();
-        fn();
-      };
-      socket.on("open", () => socket.send(JSON.stringify(envelope)));
-      socket.on("message", (data) => {
-        const frame = JSON.parse(String(data)) as { payload: string; error?: boolean };
-        const payload = JSON.parse(Buffer.from(frame.payload, "base64").toString("utf8")) as unknown;
-        if (frame.error) {
-          const failure = payload as { status?: number; message?: string };
-          settle(() =>
-            reject(
-              new APIError(
-                failure.status ?? 400,
-                "COLONIES_ERROR",
-                failure.message ?? "subscription refused",
-              ),
-            ),
-          );
-        } else settle(() => resolve(payload as Process));
-      });
-      socket.on("close", () =>
-        settle(() =>
-          reject(new TimeoutError(`process ${processid} reaching state ${state}`, timeoutS * 1000)),
+    return (async () => {
+      for await (const payload of frames) return payload as Process;
+      throw new TimeoutError(`process ${processid} reaching state ${state}`, timeoutS * 1000);
+    })();
+  }
+
+  /**
+   * The payloads a `/pubsub` subscription pushes, until the server closes the socket (its
+   * timeout) or the consumer stops; an error frame rejects with `APIError`.
+   */
+  private async *subscription(
+    message: Record<string, unknown> & { msgtype: string },
+    privateKey: string,
+  ): AsyncGenerator<unknown> {
+    const url = `${this.url.replace(/^http/, "ws").replace(/\/$/, "")}/pubsub`;
+    const socket = new WebSocket(url);
+    const queue: Array<{ payload?: unknown; error?: Error; end?: true }> = [];
+    let wake: (() => void) | undefined;
+    const put = (item: (typeof queue)[number]) => {
+      queue.push(item);
+      wake?.();
+    };
+    socket.on("open", () => socket.send(JSON.stringify(requestEnvelope(message, privateKey))));
+    socket.on("message", (data) => {
+      const frame = JSON.parse(String(data)) as { payload: string; error?: boolean };
+      const payload = JSON.parse(Buffer.from(frame.payload, "base64").toString("utf8")) as unknown;
+      if (!frame.error) return put({ payload });
+      const failure = payload as { status?: number; message?: string };
+      put({
+        error: new APIError(
+          failure.status ?? 400,
+          "COLONIES_ERROR",
+          failure.message ?? "subscription refused",
         ),
-      );
-      socket.on("error", (err) => settle(() => reject(err)));
+      });
     });
+    socket.on("close", () => put({ end: true }));
+    socket.on("error", (error) => put({ error }));
+    try {
+      for (;;) {
+        const item = queue.shift();
+        if (!item) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
+          continue;
+        }
+        if (item.error) throw item.error;
+        if (item.end) return;
+        yield item.payload;
+      }
+    } finally {
+      socket.close();
+    }
   }
 
   addLog(processid: string, message: string, executorPrivateKey: string): Promise<void> {
@@ -406,6 +538,18 @@ export class Colonies implements AsyncDisposable {
     }
     return payload as T;
   }
+}
+
+function messageOf(entry: ChannelEntry): ChannelMessage {
+  const payload = Buffer.from(entry.payload ?? "", "base64");
+  return {
+    sequence: entry.sequence,
+    inreplyto: entry.inreplyto ?? 0,
+    timestamp: entry.timestamp,
+    senderid: entry.senderid,
+    payload: new Uint8Array(payload),
+    text: payload.toString("utf8"),
+  };
 }
 
 function orEmpty<T>(list: T[] | null): T[] {

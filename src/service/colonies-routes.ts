@@ -43,7 +43,8 @@ export function registerColoniesRoutes(app: FastifyInstance, colonies: ColoniesS
 
 /**
  * `GET /pubsub`: each text frame is a signed subscription envelope; pushed frames are
- * reply envelopes (payloadtype `subscribeprocessmsg`, as ColonyOS sends for both kinds).
+ * reply envelopes (`subscribeprocessmsg` for both kinds of process subscription, as
+ * ColonyOS sends them; `subscribechannelmsg` with a batch of channel entries).
  * A subscription that times out closes the socket, as ColonyOS does.
  */
 function servePubsub(socket: WebSocket, colonies: ColoniesServer): void {
@@ -58,7 +59,7 @@ function servePubsub(socket: WebSocket, colonies: ColoniesServer): void {
         stops.push(
           await colonies.subscribe(
             call,
-            (process) => send(replyEnvelope("subscribeprocessmsg", process)),
+            (payloadtype, payload) => send(replyEnvelope(payloadtype, payload)),
             () => socket.close(),
           ),
         );

@@ -380,6 +380,113 @@ describe("the process queue (ColonyOS protocol at POST /api)", () => {
     });
   });
 
+  it("cancels a waiting process, a running one (its executor's close is refused) and a workflow", async () => {
+    const worker = await executor("cancel-1", "cancel");
+    const submit = (funcname: string) =>
+      colonies.submitFuncSpec(funcSpec({ funcname, colonyname, executortype: "cancel" }), colony.privateKey);
+    const running = await submit("running");
+    const taken = await colonies.assign(colonyname, 5, worker.privateKey);
+    expect(taken?.processid).toBe(running.processid);
+    const waiting = await submit("waiting");
+    await colonies.cancelProcess(waiting.processid, colony.privateKey);
+    await colonies.cancelProcess(running.processid, colony.privateKey);
+    for (const p of [waiting, running]) {
+      expect((await colonies.getProcess(p.processid, colony.privateKey)).state).toBe(ProcessStates.CANCELLED);
+    }
+    await expect(colonies.close(running.processid, ["late"], worker.privateKey)).rejects.toMatchObject({
+      status: 400,
+    });
+    await expect(colonies.cancelProcess(waiting.processid, colony.privateKey)).rejects.toMatchObject({
+      status: 400,
+    });
+    expect(await colonies.assign(colonyname, -1, worker.privateKey)).toBeUndefined(); // never assigned again
+    const graph = await colonies.submitWorkflow(
+      colonyname,
+      [
+        funcSpec({ funcname: "first", colonyname, executortype: "cancel" }),
+        funcSpec({ funcname: "second", colonyname, executortype: "cancel", dependencies: ["first"] }),
+      ],
+      colony.privateKey,
+    );
+    const first = await colonies.assign(colonyname, 5, worker.privateKey);
+    await colonies.cancelProcessGraph(graph.processgraphid, colony.privateKey);
+    expect((await colonies.getProcessGraph(graph.processgraphid, colony.privateKey)).state).toBe(
+      ProcessStates.CANCELLED,
+    );
+    const states = await Promise.all(
+      graph.processids.map(async (id) => (await colonies.getProcess(id, colony.privateKey)).state),
+    );
+    expect(states).toEqual([ProcessStates.CANCELLED, ProcessStates.CANCELLED]);
+    await expect(colonies.close(first!.processid, [], worker.privateKey)).rejects.toMatchObject({
+      status: 400,
+    });
+    const stats = await colonies.getColonyStatistics(colonyname, colony.privateKey);
+    expect(stats.cancelledprocesses).toBeGreaterThanOrEqual(4);
+    expect(stats.cancelledworkflows).toBeGreaterThanOrEqual(1);
+    // removal: a cancelled workflow by id; all cancelled processes by the colony owner only
+    await colonies.removeProcessGraph(graph.processgraphid, colony.privateKey);
+    await expect(colonies.getProcessGraph(graph.processgraphid, colony.privateKey)).rejects.toMatchObject({
+      status: 500,
+    });
+    await expect(
+      colonies.removeAllProcesses(colonyname, worker.privateKey, ProcessStates.CANCELLED),
+    ).rejects.toMatchObject({ status: 403 });
+    await colonies.removeAllProcesses(colonyname, colony.privateKey, ProcessStates.CANCELLED);
+    expect(await colonies.getProcesses(colonyname, ProcessStates.CANCELLED, 100, colony.privateKey)).toEqual(
+      [],
+    );
+    await expect(
+      colonies.removeAllProcesses(colonyname, colony.privateKey, ProcessStates.RUNNING),
+    ).rejects.toMatchObject({ status: 400 });
+  });
+
+  it("channels: the submitter and the executor exchange messages, read and subscribed to over /pubsub", async () => {
+    const worker = await executor("chan-1", "chan");
+    const submitted = await colonies.submitFuncSpec(
+      funcSpec({ funcname: "chat", colonyname, executortype: "chan", channels: ["chat"] }),
+      colony.privateKey,
+    );
+    const received: string[] = [];
+    const subscribed = (async () => {
+      for await (const m of colonies.subscribeChannel(
+        submitted.processid,
+        "chat",
+        0,
+        10,
+        colony.privateKey,
+      )) {
+        received.push(m.text);
+        if (received.length === 3) break;
+      }
+    })();
+    await colonies.channelAppend(submitted.processid, "chat", 1, "question", colony.privateKey);
+    const process = await colonies.assign(colonyname, 5, worker.privateKey);
+    expect(process?.spec.channels).toEqual(["chat"]);
+    const seen = await colonies.channelRead(submitted.processid, "chat", 0, 0, worker.privateKey);
+    expect(seen.map((m) => [m.text, m.senderid, m.sequence])).toEqual([["question", colony.id, 1]]);
+    await colonies.channelAppend(submitted.processid, "chat", 1, "answer", worker.privateKey, 1);
+    await colonies.channelAppend(submitted.processid, "chat", 1, "answer", worker.privateKey, 1); // a retry: kept once
+    await colonies.channelAppend(submitted.processid, "chat", 2, new Uint8Array([0, 255]), worker.privateKey);
+    await subscribed;
+    expect(received).toEqual(["question", "answer", Buffer.from([0, 255]).toString("utf8")]);
+    const all = await colonies.channelRead(submitted.processid, "chat", 1, 0, colony.privateKey);
+    expect(all.map((m) => [...m.payload])).toEqual([[...Buffer.from("answer")], [0, 255]]);
+    expect(all[0]).toMatchObject({ senderid: worker.id, inreplyto: 1 });
+    // a channel the spec does not declare; a stranger of the colony; a subscription that times out
+    await expect(
+      colonies.channelRead(submitted.processid, "nope", 0, 0, colony.privateKey),
+    ).rejects.toMatchObject({ status: 404 });
+    const other = await executor("chan-2", "chan");
+    await expect(
+      colonies.channelAppend(submitted.processid, "chat", 1, "hi", other.privateKey),
+    ).rejects.toMatchObject({ status: 403 });
+    const late: string[] = [];
+    for await (const m of colonies.subscribeChannel(submitted.processid, "chat", 3, 1, colony.privateKey))
+      late.push(m.text);
+    expect(late).toEqual([]);
+    await colonies.close(process!.processid, [], worker.privateKey);
+  });
+
   it("killed mid-workflow and restarted, the service completes the workflow", async () => {
     const worker = await executor("durable-1", "durable");
     const graph = await colonies.submitWorkflow(

@@ -8,7 +8,7 @@ import type { Output, OutputFactory } from "../output.js";
 import { table } from "../output.js";
 import { collect, parseJsonOrString, parsePositiveInt } from "../parse-values.js";
 
-const STATES = ["waiting", "running", "success", "failed"] as const;
+const STATES = ["waiting", "running", "success", "failed", "cancelled"] as const;
 
 interface Connection {
   server?: string;
