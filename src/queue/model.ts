@@ -1,6 +1,4 @@
-import { randomUUID } from "node:crypto";
-import { sha3_256 } from "@noble/hashes/sha3.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
+import { createHash, randomUUID } from "node:crypto";
 
 /**
  * The ColonyOS objects as they travel on the wire (docs/colonyos-protocol.md §4): the
@@ -186,7 +184,7 @@ export function timeMs(value: string): number | undefined {
 
 /** Lowercase hex of SHA3-256 of a text. */
 export function sha3Hex(text: string): string {
-  return bytesToHex(sha3_256(new TextEncoder().encode(text)));
+  return createHash("sha3-256").update(text, "utf8").digest("hex");
 }
 
 /** A new server-minted id: SHA3-256 of a random UUID, as the Go server mints them. */
