@@ -109,6 +109,17 @@ describe("afs colonies (the process queue from the command line)", () => {
     );
     expect(workflow.code, workflow.stderr).toBe(0);
     expect(JSON.parse(workflow.stdout).processids).toHaveLength(2);
+    const graphid = JSON.parse(workflow.stdout).processgraphid as string;
+    const key = ["--prvkey", colony.privateKey];
+    const cancelled = await afs(["colonies", "cancel", ...at, ...key, "--workflow", graphid], { env });
+    expect(cancelled.code, cancelled.stderr).toBe(0);
+    expect((await afs(["colonies", "ps", ...at, ...key, "--state", "cancelled"], { env })).stdout).toMatch(
+      /\sa\s+cli\s+cancelled/,
+    );
+    expect((await afs(["colonies", "rm", ...at, ...key, "--workflow", graphid], { env })).code).toBe(0);
+    expect((await afs(["colonies", "rm", ...at, ...key, processid], { env })).code).toBe(0);
+    const gone = await afs(["colonies", "get", ...at, ...key, processid], { env });
+    expect(gone.code).not.toBe(0);
   });
 
   it("refuses bad flags with usage errors (exit 2)", async () => {

@@ -169,6 +169,30 @@ export function coloniesCommand(output: OutputFactory): Command {
       ),
   );
   command.addCommand(
+    connected("cancel", "cancel a waiting or running process (a workflow's: its whole workflow)")
+      .argument("<processid>")
+      .option("--workflow", "the id is a workflow's (process graph id)")
+      .action((id: string, flags: Connection & { workflow?: boolean }) =>
+        withClient(flags, output, async (c, key, out) => {
+          if (flags.workflow) await c.cancelProcessGraph(id, key);
+          else await c.cancelProcess(id, key);
+          out.result(`cancelled ${id}`, { cancelled: id });
+        }),
+      ),
+  );
+  command.addCommand(
+    connected("rm", "remove a process outside workflows, or (--workflow) a workflow that is not running")
+      .argument("<id>")
+      .option("--workflow", "the id is a workflow's (process graph id)")
+      .action((id: string, flags: Connection & { workflow?: boolean }) =>
+        withClient(flags, output, async (c, key, out) => {
+          if (flags.workflow) await c.removeProcessGraph(id, key);
+          else await c.removeProcess(id, key);
+          out.result(`removed ${id}`, { removed: id });
+        }),
+      ),
+  );
+  command.addCommand(
     connected(
       "workflow",
       "submit a workflow: a JSON file holding a list of function specs (dependencies by nodename)",
