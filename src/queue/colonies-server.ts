@@ -28,6 +28,7 @@ import {
   newId,
   newProcess,
   sha3Hex,
+  timeMs,
   timeString,
 } from "./model.js";
 import type { QueueStore } from "./queue-store.js";
@@ -49,6 +50,8 @@ export interface ColoniesServerOptions {
 }
 
 const MAX_COUNT = 100;
+/** How stale an executor's `lastheardfromtime` may be before an assign call records it again. */
+const HEARD_FROM_RESOLUTION_MS = 5_000;
 const BUILD = { buildversion: "affinetes", buildtime: "" };
 
 /**
@@ -317,7 +320,9 @@ export class ColoniesServer {
     if (timeoutS === 0) throw new RpcError(400, "timeout must not be 0");
     const { executor } = await this.member(caller, colonyname);
     if (!executor) throw new RpcError(403, "only an executor of the colony is assigned processes");
-    await this.options.store.updateExecutor({ ...executor, lastheardfromtime: timeString(Date.now()) });
+    // heard from: recorded at most every few seconds, not as a write on every assign
+    if (Date.now() - (timeMs(executor.lastheardfromtime) ?? 0) > HEARD_FROM_RESOLUTION_MS)
+      await this.options.store.updateExecutor({ ...executor, lastheardfromtime: timeString(Date.now()) });
     const deadline = Date.now() + Math.max(0, timeoutS) * 1000;
     for (;;) {
       const seen = this.waiters.seen(colonyname, executor.executortype);

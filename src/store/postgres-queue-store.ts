@@ -260,7 +260,9 @@ export class PostgresQueueStore implements QueueStore {
 
   async updateProcesses(processes: readonly Process[]): Promise<void> {
     if (processes.length === 0) return;
-    await this.transaction((client) => writeProcesses(client, processes));
+    // one statement is atomic by itself: no BEGIN/COMMIT round trips for the common single close
+    if (processes.length === 1) await this.pool.query(UPDATE_PROCESS, rowOf(processes[0] as Process));
+    else await this.transaction((client) => writeProcesses(client, processes));
   }
 
   async removeProcess(processid: string): Promise<boolean> {
