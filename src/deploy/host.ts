@@ -1,8 +1,9 @@
+import { randomUUID } from "node:crypto";
 import { PassThrough } from "node:stream";
 import type { Readable, Writable } from "node:stream";
 import type { SFTPWrapper, Stats } from "ssh2";
 import { HostConnectionError, ValidationError } from "../errors.js";
-import { SshHost } from "../host/ssh-host.js";
+import { SshHost, tagged } from "../host/ssh-host.js";
 import { parseHostAddress } from "../host/host-address.js";
 import type { ExecOptions, ExecResult } from "../runtime/instance.js";
 import { shellQuote } from "../util/shell-quote.js";
@@ -26,7 +27,7 @@ export interface RemoteProcess {
   readonly stderr: Readable;
   /** The exit code (-1 when the channel closed without one, e.g. killed). */
   readonly exit: Promise<number>;
-  /** Sends SIGKILL and closes the channel. */
+  /** Kills the command and every process it started (found by a tag in their environment); `exit` then resolves. */
   kill(): void;
 }
 
@@ -89,7 +90,8 @@ export class Host implements AsyncDisposable {
       .map(([k, v]) => `export ${k}=${shellQuote(v)}; `)
       .join("");
     const cd = options.cwd !== undefined ? `cd ${shellQuote(options.cwd)} && ` : "";
-    const channel = await this.ssh.open(`${env}${cd}${command}`);
+    const tag = randomUUID();
+    const channel = await this.ssh.open(tagged(tag, `${env}${cd}${command}`));
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     channel.pipe(stdout);
@@ -104,10 +106,7 @@ export class Host implements AsyncDisposable {
       stdout,
       stderr,
       exit,
-      kill: () => {
-        channel.signal("KILL");
-        channel.close();
-      },
+      kill: () => this.ssh.killTagged(tag, channel),
     };
   }
 

@@ -1,4 +1,5 @@
 import { shellQuote } from "../util/shell-quote.js";
+import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -79,7 +80,8 @@ export class SshHost extends EventEmitter {
 
   /** Runs a command on the host; `cwd` and `env` apply to it. */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    const channel = await this.open(wrapCommand(command, options));
+    const tag = randomUUID();
+    const channel = await this.open(tagged(tag, wrapCommand(command, options)));
     const stdout = new OutputCap(options.maxOutputBytes);
     const stderr = new OutputCap(options.maxOutputBytes);
     channel.on("data", (d: Buffer) => stdout.push(d));
@@ -89,11 +91,10 @@ export class SshHost extends EventEmitter {
       options.timeoutMs !== undefined
         ? setTimeout(() => {
             timedOut = true;
-            channel.signal("KILL");
-            channel.close();
+            this.killTagged(tag, channel);
           }, options.timeoutMs)
         : undefined;
-    const onAbort = () => channel.close();
+    const onAbort = () => this.killTagged(tag, channel);
     options.signal?.addEventListener("abort", onAbort, { once: true });
     const code = await new Promise<number>((resolve) => {
       let exitCode = -1;
@@ -110,6 +111,17 @@ export class SshHost extends EventEmitter {
       timedOut,
       truncated: stdout.truncated || stderr.truncated,
     };
+  }
+
+  /**
+   * Stops a command started with `tagged(tag, ...)` and everything it started. sshd does
+   * not act on the channel's KILL signal (nor end the channel before the command exits), so
+   * the processes carrying the tag in their environment are killed through a second
+   * command (Linux hosts: /proc). The channel then closes by itself.
+   */
+  killTagged(tag: string, channel?: ClientChannel): void {
+    channel?.signal("KILL");
+    void this.exec(killTaggedScript(tag)).catch(() => channel?.close());
   }
 
   /** A channel running `command`, its stdin and stdout as one stream (e.g. `docker system dial-stdio`). */
@@ -241,6 +253,31 @@ export class SshHost extends EventEmitter {
 function keyType(blob: Buffer): string {
   const length = blob.readUInt32BE(0);
   return blob.subarray(4, 4 + length).toString("ascii");
+}
+
+/** The variable marking every process of one command (children inherit it). */
+export const COMMAND_TAG_VARIABLE = "AFFINETES_COMMAND_TAG";
+
+/** `command` with every process it starts marked by `tag`, so `killTagged` finds them all. */
+export function tagged(tag: string, command: string): string {
+  return `export ${COMMAND_TAG_VARIABLE}=${tag}; ${command}`;
+}
+
+/**
+ * Kills, on the host, the sessions of a tagged command: those of the processes whose
+ * environment holds the tag (children inherit it, also ones that left with setsid) or
+ * whose command line names it (the shell sshd started for the command, which leads its
+ * session). The script's own session, whose command line names the tag too, is spared.
+ */
+function killTaggedScript(tag: string): string {
+  const variable = `${COMMAND_TAG_VARIABLE}=${tag}`;
+  return [
+    `me=$(ps -o sid= -p $$ | tr -d ' ');`,
+    // GNU grep: -z reads NUL-separated variables
+    `pids=$({ grep -lzx -- ${shellQuote(variable)} /proc/[0-9]*/environ; grep -lF -- ${shellQuote(tag)} /proc/[0-9]*/cmdline; } 2>/dev/null | sed 's#/proc/##; s#/[a-z]*$##' | sort -u);`,
+    `[ -n "$pids" ] || exit 0;`,
+    `for s in $(ps -o sid= -p "$(echo $pids | tr ' ' ,)" | sort -u); do [ "$s" -gt 1 ] && [ "$s" != "$me" ] && pkill -KILL -s "$s"; done; true`,
+  ].join(" ");
 }
 
 function wrapCommand(command: string, options: ExecOptions): string {
