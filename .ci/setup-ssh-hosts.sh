@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-apt_install openssh-server iproute2 docker.io
+apt_install openssh-server iproute2 docker.io tmux rsync
 
 mkdir -p /run/sshd ~/.ssh
 chmod 700 ~/.ssh
@@ -44,5 +44,22 @@ start_host() {
   log "host $name ready: ssh://root@$address:2222"
 }
 
+# name  ssh address  engine socket: a host for tests that must not share an sshd with
+# tests that kill one (deploy tests), on an engine another host has
+start_sshd_only() {
+  local name="$1" address="$2" sock="$3"
+  if ! ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=2 -p 2222 "root@$address" true 2>/dev/null; then
+    log "starting sshd $name on $address:2222"
+    /usr/sbin/sshd -p 2222 -o "ListenAddress=$address" -o PermitRootLogin=prohibit-password \
+      -o "SetEnv=DOCKER_HOST=unix://$sock" -o "PidFile=/run/sshd-$name.pid"
+  fi
+  if ! ssh-keygen -F "[$address]:2222" >/dev/null; then
+    for _ in $(seq 1 50); do ssh-keyscan -p 2222 "$address" 2>/dev/null >>~/.ssh/known_hosts && break; sleep 0.1; done
+  fi
+  ssh -o BatchMode=yes -p 2222 "root@$address" true
+  log "host $name ready: ssh://root@$address:2222 (engine $sock)"
+}
+
 start_host b 127.0.0.2 172.30.0.1/24
 start_host c 127.0.0.3 172.31.0.1/24
+start_sshd_only d 127.0.0.4 /run/docker-c.sock

@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { deployHosts, hasSshHosts } from "./helpers/ssh-hosts.js";
 import { hasDocker } from "./helpers/docker.js";
 import { killAndWait } from "./helpers/client-process.js";
 import { repoRoot } from "./helpers/paths.js";
@@ -55,6 +56,25 @@ describe.skipIf(!hasDocker)("examples/control-plane.ts", () => {
       expect(stdout).toContain("exit code: 0 files: poem.txt");
     } finally {
       await killAndWait(service.child, "SIGTERM");
+    }
+  });
+});
+
+describe.skipIf(!hasSshHosts)("examples/deploy.ts", () => {
+  it("deploys to an SSH host, as its header says", async () => {
+    const root = `/tmp/affinetes-test-example-deploy-${process.pid}`;
+    try {
+      const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/deploy.ts"], {
+        cwd: repoRoot,
+        timeout: 180_000,
+        env: { ...process.env, AFFINETES_DEPLOY_HOST: deployHosts[0].url, AFFINETES_DEPLOY_ROOT: root },
+      });
+      expect(stdout).toContain("files there: env.py (2 sent)");
+      expect(stdout).toContain("in the venv: True 1 (exit 0)");
+      expect(stdout).toContain("job exited (0); results: answer.txt = 42");
+      expect(stdout).toContain("rank 0 of 1, master 127.0.0.3");
+    } finally {
+      await run("rm", ["-rf", root]);
     }
   });
 });

@@ -1,7 +1,7 @@
 /**
  * Global setup of the test run: at its end, nothing the tests started may still run —
  * no container labelled by affinetes created during the run, no Slurm job of ours, no
- * process started under the run's state folder. What is found is named, removed, and
+ * process started under the run's state folder, no detached deploy job (tmux) of a test. What is found is named, removed, and
  * fails the run: "nothing leaks" is checked, not hoped.
  */
 import { execFileSync } from "node:child_process";
@@ -12,7 +12,7 @@ const started = Math.floor(Date.now() / 1000);
 
 export default function setup(): () => Promise<void> {
   return async () => {
-    const leaks = [...(await containers()), ...jobs(), ...processes()];
+    const leaks = [...(await containers()), ...jobs(), ...processes(), ...tmuxJobs()];
     if (leaks.length === 0) return;
     for (const leak of leaks) await leak.remove().catch(() => undefined);
     process.exitCode = 1; // vitest reports an error thrown here, but would still exit 0
@@ -55,6 +55,29 @@ function jobs(): Leak[] {
       what: `Slurm job ${id} (${name})`,
       remove: async () => {
         execFileSync("scancel", [id as string]);
+      },
+    }));
+}
+
+/** Detached deploy jobs (tmux sessions `afs-job-*`) whose job folder is a test's (/tmp/affinetes-test-*). */
+function tmuxJobs(): Leak[] {
+  let out = "";
+  try {
+    out = execFileSync("tmux", ["ls", "-F", "#{session_name}|#{pane_start_command}"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+  } catch {
+    return []; // no tmux, or no server: no sessions
+  }
+  return out
+    .split("\n")
+    .map((line) => line.split("|"))
+    .filter(([name, command]) => name?.startsWith("afs-job-") && command?.includes("/tmp/affinetes-test-"))
+    .map(([name]) => ({
+      what: `tmux job session ${name}`,
+      remove: async () => {
+        execFileSync("tmux", ["kill-session", "-t", `=${name}`]);
       },
     }));
 }

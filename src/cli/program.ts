@@ -2,8 +2,10 @@ import { Command } from "commander";
 import { buildCommand } from "./commands/build.js";
 import { callCommand } from "./commands/call.js";
 import { coloniesCommand } from "./commands/colonies.js";
+import { deployCommand } from "./commands/deploy.js";
 import { gcCommand } from "./commands/gc.js";
 import { initCommand } from "./commands/init.js";
+import { jobsCommand } from "./commands/jobs.js";
 import { logsCommand } from "./commands/logs.js";
 import { lsCommand } from "./commands/ls.js";
 import { methodsCommand } from "./commands/methods.js";
@@ -41,6 +43,8 @@ export function buildProgram(version: string): Command {
     serveCommand(output),
     coloniesCommand(output),
     pollCommand(output),
+    deployCommand(output),
+    jobsCommand(output),
   ]) {
     // (groups' subcommands take their own --json)
     if (command.name() !== "call" && command.commands.length === 0)

@@ -170,6 +170,8 @@ function launchScript(
   const paneCommand = `exec /bin/sh ${q(`${dir}/run.sh`)}`;
   const ws = workspace !== undefined ? q(workspace) : "";
   return `${JOB_SHELL_FUNCTIONS}
+# The job outlives this command: it must not carry the tag that stopping this command kills by.
+unset AFFINETES_COMMAND_TAG
 d=${q(dir)}; n=${q(name)}; s=$(afs_session "$n")
 if afs_running "$d" "$n"; then echo running; exit 0; fi
 ${ws ? `[ -d ${ws} ] || { echo no-workspace; exit 0; }` : ""}

@@ -1,0 +1,198 @@
+import { CommandError, ValidationError } from "../errors.js";
+import type { ExecResult } from "../runtime/instance.js";
+import { Deadline } from "../util/deadline.js";
+import type { OperationOptions } from "../util/deadline.js";
+import { OutputCap } from "../util/output-cap.js";
+import { shellQuote } from "../util/shell-quote.js";
+import { TIMEOUT_EXIT_CODE } from "../util/run-command.js";
+import type { BackendName, BootstrapReport } from "./bootstrap/index.js";
+import { bootstrapBackend, detectBackend } from "./bootstrap/index.js";
+import type { Host } from "./host.js";
+import type { PushOptions, PushReport } from "./push.js";
+import { pushProject } from "./push.js";
+
+/** A project copied to a host and prepared there: where, and how its commands run. */
+export class Workspace {
+  constructor(
+    /** The host it lives on (`ssh://user@host:port`). */
+    readonly host: string,
+    /** Absolute path of the workspace on the host. */
+    readonly path: string,
+    readonly project: string,
+    readonly backend: BackendName,
+    /** What the last push sent. */
+    readonly push: PushReport,
+    /** What the bootstrap did. */
+    readonly bootstrap: BootstrapReport,
+  ) {}
+
+  /** A shell command line running `command` in the workspace's environment. */
+  wrap(command: string, env?: Readonly<Record<string, string>>): string {
+    return bootstrapBackend(this.backend).wrap(command, this.path, env);
+  }
+
+  /** The path: `${ws}/results` names a folder in the workspace. */
+  toString(): string {
+    return this.path;
+  }
+}
+
+/** Options of `deployProject`. */
+export interface DeployOptions extends PushOptions {
+  /** How to prepare the environment; default `auto` (see `detectBackend`). */
+  backend?: BackendName | "auto";
+  /** uv: optional dependency groups (`uv sync --extra X`). */
+  extras?: readonly string[];
+  /** Receives the bootstrap's output, line by line. */
+  onOutput?: (line: string) => void;
+}
+
+/**
+ * Makes a host a working copy of a local project: pushes its files (only what changed
+ * since the last push) into `<root>/workspaces/<project>` and prepares its environment
+ * with a bootstrap backend (npm, venv, uv, docker or none).
+ */
+export async function deployProject(host: Host, options: DeployOptions): Promise<Workspace> {
+  const deadline = new Deadline("deploy", options);
+  return typed(deadline, () => deploySteps(host, options, deadline));
+}
+
+async function deploySteps(host: Host, options: DeployOptions, deadline: Deadline): Promise<Workspace> {
+  const backendName = options.backend ?? "auto";
+  if (backendName !== "auto") bootstrapBackend(backendName); // a bad name fails before anything travels
+  const push = await pushProject(host, { ...options, ...deadlineOptions(deadline) });
+  const name = backendName === "auto" ? await detectBackend(host, push.workspace) : backendName;
+  const backend = bootstrapBackend(name);
+  const project = push.workspace.split("/").pop() ?? "project";
+  const bootstrap = await backend.prepare(host, push.workspace, {
+    project,
+    ...deadlineOptions(deadline),
+    ...(options.extras ? { extras: options.extras } : {}),
+    ...(options.onOutput ? { onOutput: options.onOutput } : {}),
+  });
+  return new Workspace(host.label, push.workspace, project, name, push, bootstrap);
+}
+
+/** Options of `runInProject`. */
+export interface RunOptions extends OperationOptions {
+  env?: Readonly<Record<string, string>>;
+  /** Throw `CommandError` on a non-zero exit instead of returning the result. */
+  check?: boolean;
+  /** Receives output as it is written (the result still holds all of it). */
+  onOutput?: (chunk: string, stream: "stdout" | "stderr") => void;
+  /** Cap of each of stdout and stderr kept in the result (default 10 MiB; past it head and tail are kept). */
+  maxOutputBytes?: number;
+}
+
+/**
+ * Runs a command in a workspace's environment (a `Workspace` from `deployProject`, or a
+ * path on the host: then with a plain shell). A non-zero exit is a result, not an error,
+ * unless `check`.
+ */
+export async function runInProject(
+  host: Host,
+  workspace: Workspace | string,
+  command: string,
+  options: RunOptions = {},
+): Promise<ExecResult> {
+  if (!command.trim()) throw new ValidationError("command", "is empty");
+  const line =
+    workspace instanceof Workspace
+      ? workspace.wrap(command, options.env)
+      : `${exports(options.env)}cd ${shellQuote(await host.resolvePath(workspace))} && ${command}`;
+  const result = await streamed(host, line, options);
+  if (options.check && result.exitCode !== 0)
+    throw new CommandError(command, result.exitCode, result.stdout, result.stderr);
+  return result;
+}
+
+/** Options of `deployAndRun`. */
+export interface DeployAndRunOptions extends DeployOptions {
+  command: string;
+  env?: Readonly<Record<string, string>>;
+  /** Throw `CommandError` on a non-zero exit. */
+  check?: boolean;
+  /** Receives the command's output as it is written. */
+  onCommandOutput?: (chunk: string, stream: "stdout" | "stderr") => void;
+}
+
+/** `deployProject`, then `runInProject` of `command`: the workspace and the command's result. */
+export async function deployAndRun(
+  host: Host,
+  options: DeployAndRunOptions,
+): Promise<ExecResult & { workspace: Workspace }> {
+  if (!options.command?.trim()) throw new ValidationError("command", "is empty");
+  const deadline = new Deadline("deploy and run", options);
+  return typed(deadline, async () => {
+    const workspace = await deploySteps(host, options, deadline);
+    const result = await runInProject(host, workspace, options.command, {
+      ...deadlineOptions(deadline),
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.check ? { check: true } : {}),
+      ...(options.onCommandOutput ? { onOutput: options.onCommandOutput } : {}),
+    });
+    return { ...result, workspace };
+  });
+}
+
+/**
+ * Runs the steps of an operation under one deadline: whatever a step throws once the
+ * deadline fired becomes the operation's `TimeoutError` or `AbortedError`.
+ */
+async function typed<T>(deadline: Deadline, steps: () => Promise<T>): Promise<T> {
+  deadline.check();
+  try {
+    return await steps();
+  } catch (err) {
+    throw deadline.fired ? deadline.error(err) : err;
+  }
+}
+
+/** Runs a command line with its output streamed to `onOutput` and kept (capped) for the result. */
+async function streamed(host: Host, line: string, options: RunOptions): Promise<ExecResult> {
+  const deadline = new Deadline("command", options);
+  deadline.check();
+  const child = await host.spawn(line);
+  child.stdin.end();
+  const out = new OutputCap(options.maxOutputBytes);
+  const err = new OutputCap(options.maxOutputBytes);
+  child.stdout.on("data", (d: Buffer) => {
+    out.push(d);
+    options.onOutput?.(d.toString("utf8"), "stdout");
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    err.push(d);
+    options.onOutput?.(d.toString("utf8"), "stderr");
+  });
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+    child.kill();
+  };
+  deadline.signal?.addEventListener("abort", stop, { once: true });
+  const code = await child.exit;
+  deadline.signal?.removeEventListener("abort", stop);
+  const timedOut = stopped && !options.signal?.aborted;
+  if (stopped && options.signal?.aborted) throw deadline.error();
+  return {
+    stdout: out.text(),
+    stderr: err.text(),
+    exitCode: timedOut ? TIMEOUT_EXIT_CODE : code,
+    timedOut,
+    truncated: out.truncated || err.truncated,
+  };
+}
+
+/** The `{ signal }` of a deadline, for the steps of an operation that share it. */
+function deadlineOptions(deadline: Deadline): { signal?: AbortSignal } {
+  return deadline.signal ? { signal: deadline.signal } : {};
+}
+
+function exports(env: Readonly<Record<string, string>> | undefined): string {
+  return Object.entries(env ?? {})
+    .map(([k, v]) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new ValidationError("env", `invalid variable name ${k}`);
+      return `export ${k}=${shellQuote(v)}; `;
+    })
+    .join("");
+}
