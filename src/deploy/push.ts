@@ -48,13 +48,18 @@ interface ManifestEntry {
   sha256: string;
   size: number;
   mode: number;
+  /** The local file's modification time when pushed: unchanged with its size, its hash is not recomputed. */
+  mtimeMs?: number;
 }
 
 type Manifest = Record<string, ManifestEntry>;
 
 const manifestSchema = z.object({
   version: z.literal(1),
-  files: z.record(z.string(), z.object({ sha256: z.string(), size: z.number(), mode: z.number() })),
+  files: z.record(
+    z.string(),
+    z.object({ sha256: z.string(), size: z.number(), mode: z.number(), mtimeMs: z.number().optional() }),
+  ),
 });
 
 const S_IFREG = 0o100000;
@@ -97,7 +102,7 @@ async function push(
     readManifest(host, target),
   ]);
   // Without a manifest everything travels, hashed as it is packed: no need to read it twice.
-  const next = previous.current ? await manifestOf(localPath, files, deadline) : {};
+  const next = previous.current ? await manifestOf(localPath, files, previous.files, deadline) : {};
   const changed = files.filter((file) => !sameEntry(previous.files[file.path], next[file.path]));
   const paths = new Set(files.map((file) => file.path));
   const deleted = Object.keys(previous.files)
@@ -111,7 +116,8 @@ async function push(
       ? await sendFiles(host, target, { localPath, files: changed, manifest: next }, options, deadline)
       : 0;
   // Written last: a push interrupted before this point is redone from the old manifest.
-  if (changed.length > 0 || deleted.length > 0 || !previous.current) {
+  const touched = files.some((file) => next[file.path]?.mtimeMs !== previous.files[file.path]?.mtimeMs);
+  if (changed.length > 0 || deleted.length > 0 || !previous.current || touched) {
     deadline.check();
     await host.writeFile(target.manifestPath, JSON.stringify({ version: 1, files: next }));
   }
@@ -176,10 +182,16 @@ export async function absoluteRemotePath(host: Host, path: string): Promise<stri
 async function manifestOf(
   localPath: string,
   files: readonly ProjectFile[],
+  previous: Manifest,
   deadline: Deadline,
 ): Promise<Manifest> {
   const entries = await mapLimit(files, 16, async (file) => {
     deadline.check();
+    // rsync's quick check: same size and modification time as when pushed, same content
+    const last = previous[file.path];
+    const known = entryOf(file, { sha256: last?.sha256 ?? "", size: file.size });
+    if (last && last.mtimeMs === known.mtimeMs && last.size === known.size && last.mode === known.mode)
+      return [file.path, known] as const;
     const sha256 =
       file.kind === "symlink" ? sha256Of(file.linkname ?? "") : await hashFile(join(localPath, file.path));
     return [file.path, entryOf(file, { sha256, size: file.size })] as const;
@@ -188,7 +200,11 @@ async function manifestOf(
 }
 
 function entryOf(file: ProjectFile, content: PackedContent): ManifestEntry {
-  return { ...content, mode: (file.kind === "symlink" ? S_IFLNK : S_IFREG) | file.mode };
+  return {
+    ...content,
+    mode: (file.kind === "symlink" ? S_IFLNK : S_IFREG) | file.mode,
+    mtimeMs: file.mtime.getTime(),
+  };
 }
 
 /**

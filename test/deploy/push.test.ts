@@ -8,6 +8,7 @@ import {
   statSync,
   symlinkSync,
   unlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -148,6 +149,14 @@ describe.skipIf(!hasSshHosts)("pushProject", () => {
       bytes: 9,
     });
     expect(await remoteText(`${workspace}/b.txt`)).toBe("b changed");
+
+    // touched, same content: nothing travels; the same size with new content and time: it does
+    utimesSync(join(dir, "a.txt"), new Date(), new Date(Date.now() + 5_000));
+    expect((await pushProject(host, { localPath: dir, root })).sent).toEqual([]);
+    writeFileSync(join(dir, "a.txt"), "A");
+    utimesSync(join(dir, "a.txt"), new Date(), new Date(Date.now() + 10_000));
+    expect((await pushProject(host, { localPath: dir, root })).sent).toEqual(["a.txt"]);
+    expect(await remoteText(`${workspace}/a.txt`)).toBe("A");
 
     chmodSync(join(dir, "tool.sh"), 0o755); // a mode change travels too
     expect((await pushProject(host, { localPath: dir, root })).sent).toEqual(["tool.sh"]);
