@@ -25,19 +25,31 @@ interface Leak {
   remove: () => Promise<void>;
 }
 
+/** Containers of ours created during the run: on this engine and on the SSH hosts' engines. */
 async function containers(): Promise<Leak[]> {
-  const docker = new Docker();
-  const list = await docker
-    .listContainers({ all: true, filters: { label: ["affinetes.managed=true"] } })
-    .catch(() => []);
-  return list
-    .filter((c) => c.Created >= started)
-    .map((c) => ({
-      what: `container ${c.Names[0]} (${c.State}, ${c.Labels["affinetes.env.name"] ?? "?"})`,
-      remove: async () => {
-        await docker.getContainer(c.Id).remove({ force: true });
-      },
-    }));
+  const engines: Array<[string, Docker]> = [
+    ["", new Docker()],
+    ...["b", "c"].map((h): [string, Docker] => [
+      ` on engine ${h}`,
+      new Docker({ socketPath: `/run/docker-${h}.sock` }),
+    ]),
+  ];
+  const leaks: Leak[] = [];
+  for (const [where, docker] of engines) {
+    // environments' containers, and deployed docker workspaces' (labels are ANDed: one query each)
+    for (const label of ["affinetes.managed=true", "affinetes.deploy"]) {
+      const list = await docker.listContainers({ all: true, filters: { label: [label] } }).catch(() => []);
+      for (const c of list.filter((c) => c.Created >= started)) {
+        leaks.push({
+          what: `container ${c.Names[0]}${where} (${c.State}, ${c.Labels["affinetes.env.name"] ?? c.Image})`,
+          remove: async () => {
+            await docker.getContainer(c.Id).remove({ force: true });
+          },
+        });
+      }
+    }
+  }
+  return leaks;
 }
 
 function jobs(): Leak[] {

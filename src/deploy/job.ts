@@ -241,6 +241,8 @@ if [ ! -e "$d/exit_code" ] || [ -e "$d/killed" ]; then
   for _e in $(grep -lzxF "AFFINETES_JOB_DIR=$d" /proc/[0-9]*/environ 2>/dev/null); do
     _e=\${_e#/proc/}; kill -KILL "\${_e%/environ}" 2>/dev/null
   done
+  # containers the job ran in a docker workspace (killing their client leaves them running)
+  command -v docker >/dev/null 2>&1 && docker ps -aq --filter "label=affinetes.deploy.owner=$d" | xargs -r docker rm -f >/dev/null 2>&1
   [ -e "$d/ended_at" ] || { date -u +%Y-%m-%dT%H:%M:%SZ > "$d/ended_at.tmp" && mv -f "$d/ended_at.tmp" "$d/ended_at"; }
   [ -e "$d/exit_code" ] || { echo 137 > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code"; }
 fi

@@ -275,8 +275,10 @@ function killTaggedScript(tag: string): string {
     `me=$(ps -o sid= -p $$ | tr -d ' ');`,
     // GNU grep: -z reads NUL-separated variables
     `pids=$({ grep -lzx -- ${shellQuote(variable)} /proc/[0-9]*/environ; grep -lF -- ${shellQuote(tag)} /proc/[0-9]*/cmdline; } 2>/dev/null | sed 's#/proc/##; s#/[a-z]*$##' | sort -u);`,
-    `[ -n "$pids" ] || exit 0;`,
-    `for s in $(ps -o sid= -p "$(echo $pids | tr ' ' ,)" | sort -u); do [ "$s" -gt 1 ] && [ "$s" != "$me" ] && pkill -KILL -s "$s"; done; true`,
+    // the sessions first, so the shell cannot run on once its children are gone
+    `[ -n "$pids" ] && for s in $(ps -o sid= -p "$(echo $pids | tr ' ' ,)" | sort -u); do [ "$s" -gt 1 ] && [ "$s" != "$me" ] && pkill -KILL -s "$s"; done;`,
+    // containers it ran (a deployed docker workspace's): killing their client leaves them running
+    `command -v docker >/dev/null 2>&1 && docker ps -aq --filter label=affinetes.deploy.owner=${tag} | xargs -r docker rm -f >/dev/null 2>&1; true`,
   ].join(" ");
 }
 

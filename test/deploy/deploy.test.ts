@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,6 +17,7 @@ import {
 } from "../../src/deploy/index.js";
 import { CommandError, HostConnectionError, TimeoutError, ValidationError } from "../../src/errors.js";
 import { afs } from "../helpers/afs.js";
+import { until } from "../helpers/until.js";
 import { deployHosts, hasSshHosts } from "../helpers/ssh-hosts.js";
 
 const fixtures = join(import.meta.dirname, "..", "fixtures", "deploy");
@@ -98,6 +100,34 @@ describe.skipIf(!hasSshHosts)("deploy over SSH", () => {
     expect(report.received.sort()).toEqual(["run/prefix.txt", "seed.txt"]);
     expect(readFileSync(join(into, "run", "prefix.txt"), "utf8").trim()).toBe(`${ws.path}/.venv`);
     expect(readFileSync(join(into, "seed.txt"), "utf8").trim()).toBe("7");
+  });
+
+  it("a docker workspace: commands run in its image; a killed job or a timed-out command leaves no container", async () => {
+    const engine = (...args: string[]) =>
+      execFileSync("docker", ["-H", `unix://${deployHosts[0].socket}`, ...args], { encoding: "utf8" });
+    if (!engine("images", "-q", "affinetes/python:3.11").trim())
+      execFileSync("sh", [
+        "-c",
+        `docker save affinetes/python:3.11 | docker -H unix://${deployHosts[0].socket} load`,
+      ]);
+    const ws = await deployProject(b, { localPath: project("docker"), root, backend: "docker" });
+    const ours = () => engine("ps", "-aq", "--filter", "label=affinetes.deploy").trim();
+    try {
+      const r = await runInProject(b, ws, "cat /etc/affinetes-fixture; echo $SEED; pwd", {
+        env: { SEED: "3" },
+      });
+      expect(r.stdout, r.stderr).toBe("baked into the image\n3\n/workspace\n");
+      const timedOut = await runInProject(b, ws, "sleep 60", { timeoutMs: 3_000 });
+      expect(timedOut.timedOut).toBe(true);
+      expect(await until(async () => ours() === "", 10_000)).toBe(true);
+      const job = await startJob(b, { name: `box-${id}`, root, workspace: ws, command: "sleep 60" });
+      expect(await until(async () => ours() !== "", 20_000)).toBe(true);
+      expect((await job.kill()).state).toBe("killed");
+      expect(await until(async () => ours() === "", 10_000)).toBe(true);
+    } finally {
+      for (const container of ours().split("\n").filter(Boolean)) engine("rm", "-f", container);
+      engine("rmi", "-f", ws.bootstrap.detail.replace(/^image /, ""));
+    }
   });
 
   it("runs one command on two hosts with RANK, WORLD_SIZE and MASTER_ADDR", async () => {

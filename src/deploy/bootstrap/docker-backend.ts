@@ -20,6 +20,12 @@ const PROJECT_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 export const PROJECT_LABEL = "affinetes.deploy.project";
 /** Label of every container `wrap` runs. */
 export const CONTAINER_LABEL = "affinetes.deploy";
+/**
+ * Names who started a container: the job folder (`AFFINETES_JOB_DIR`) or the SSH command's
+ * tag (`AFFINETES_COMMAND_TAG`), so killing either removes it (a killed `docker run`
+ * client leaves its container running).
+ */
+export const OWNER_LABEL = "affinetes.deploy.owner";
 
 /**
  * Projects with a Dockerfile: built by the host's own Docker engine (`docker build` run
@@ -65,6 +71,7 @@ export class DockerBackend implements BootstrapBackend {
     const run = [
       "docker run --rm",
       `--label ${CONTAINER_LABEL}=1`,
+      `--label "${OWNER_LABEL}=\${AFFINETES_JOB_DIR:-\${AFFINETES_COMMAND_TAG:-}}"`,
       '-v "$PWD":/workspace -w /workspace',
       ...Object.entries(env).map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`),
       '"$image" sh -c',
