@@ -105,8 +105,12 @@ describe.skipIf(!hasSlurm)("the rollout service with --runner slurm", () => {
         environment_config: { container_type: "docker", image: testBaseImage, cwd: "/tmp" },
       });
       expect(start.status, JSON.stringify(start.json)).toBe(200);
-      expect(await run(service, "box", "head -1 /etc/os-release; pwd")).toMatch(/Debian.*\n\/tmp\n$/);
-      await call(service, "/close_instance", { run_id: "box" });
+      try {
+        // at once: start answers once the container runs, not only its job
+        expect(await run(service, "box", "head -1 /etc/os-release; pwd")).toMatch(/Debian.*\n\/tmp\n$/);
+      } finally {
+        await call(service, "/close_instance", { run_id: "box" }); // a failure here must not leave it to the next test
+      }
       const { stdout } = await exec("docker", [
         "ps",
         "-a",

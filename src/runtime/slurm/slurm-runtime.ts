@@ -101,6 +101,8 @@ export class SlurmRuntime implements Runtime {
       record.jobId = await this.submit(record, spec, script);
       await records.write(record); // from here on, cleanup and `afs gc` can find the job
       const node = await this.waitRunning(record, deadline);
+      // a running job has only begun `docker run`: commands need the container itself
+      if (record.holds === "docker" && spec.serve === false) await this.waitContainer(record, deadline);
       if (spec.serve !== false) {
         record.endpoint = `http://${await nodeAddress(this.commands, node)}:${await this.serverPort(record, deadline)}`;
         await records.write(record);
@@ -278,6 +280,37 @@ export class SlurmRuntime implements Runtime {
         throw this.startTimeout(record, deadline, `Slurm job ${record.jobId} ${describe(state)}`);
       await deadline.sleep(interval).catch(() => undefined);
       state = await jobState(this.commands, record.jobId);
+    }
+  }
+
+  /** Waits until the job's container runs (checked on its node through a job step). */
+  private async waitContainer(record: SlurmRecord, deadline: Deadline): Promise<void> {
+    for (;;) {
+      const out = await slurmCommand(
+        this.commands.srun,
+        [
+          `--jobid=${record.jobId}`,
+          "--overlap",
+          "--quiet",
+          "docker",
+          "inspect",
+          "--format",
+          "{{.State.Running}}",
+          record.container as string,
+        ],
+        { timeoutMs: 30_000 },
+      ).catch(() => "");
+      if (out.trim() === "true") return;
+      const state = await jobState(this.commands, record.jobId);
+      if (state?.state !== "RUNNING") {
+        throw new InstanceStartError(
+          record.name,
+          `the container did not start: its Slurm job ${describe(state)}`,
+          await this.log(record),
+        );
+      }
+      if (deadline.fired) throw this.startTimeout(record, deadline, "the container did not start in time");
+      await deadline.sleep(50).catch(() => undefined);
     }
   }
 
