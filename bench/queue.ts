@@ -191,7 +191,9 @@ ${rows.join("\n")}
 
 The reference figures are ColonyOS's published ones for one sequential Python client
 against its Go server with PostgreSQL; no ColonyOS server runs on this machine, so they are
-quoted, not measured side by side. Client and server share the machine's ${cpus().length} cores.
+quoted, not measured side by side. With PostgreSQL every acknowledged change is committed
+durably (\`synchronous_commit\` on: a WAL flush per submit, two per assign+close), which is
+what bounds its sequential rows here, not the round trips. Client and server share the machine's ${cpus().length} cores.
 `,
 );
 console.log("\nwritten to bench/RESULTS.md");

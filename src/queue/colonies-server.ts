@@ -888,12 +888,10 @@ export class ColoniesServer {
     colonyname: string,
     options: { approved?: boolean } = {},
   ): Promise<{ colony: Colony; executor: Executor | undefined; name: string }> {
-    const colony = await this.options.store.getColony(colonyname);
+    const { colony, user, executor } = await this.options.store.membership(colonyname, caller);
     if (!colony) throw new RpcError(400, `Colony with name ${colonyname} does not exist`);
     if (colony.colonyid === caller) return { colony, executor: undefined, name: colony.name };
-    const user = await this.options.store.getObject<User>("user", caller);
     if (user?.colonyname === colonyname) return { colony, executor: undefined, name: user.name };
-    const executor = await this.options.store.getExecutorById(caller);
     if (!executor || executor.colonyname !== colonyname)
       throw new RpcError(403, `Access denied, not a member of Colony with name ${colonyname}`);
     if (options.approved !== false && executor.state !== APPROVED)

@@ -6,6 +6,7 @@ import type {
   Process,
   ProcessGraph,
   ProcessState,
+  User,
 } from "./model.js";
 
 /** The kinds of keyed objects (`putObject`). */
@@ -30,6 +31,15 @@ export interface QueueStore {
   listColonies(): Promise<Colony[]>;
   /** Removes the colony and everything in it. */
   removeColony(name: string): Promise<boolean>;
+
+  /**
+   * Who `id` is to a colony, read at once (every signed call asks): the colony, and the
+   * user and the executor of that id, whatever their colony.
+   */
+  membership(
+    colonyname: string,
+    id: string,
+  ): Promise<{ colony: Colony | undefined; user: User | undefined; executor: Executor | undefined }>;
 
   addExecutor(executor: Executor): Promise<void>;
   getExecutor(colonyname: string, executorname: string): Promise<Executor | undefined>;

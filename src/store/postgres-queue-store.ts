@@ -8,6 +8,7 @@ import type {
   Process,
   ProcessGraph,
   ProcessState,
+  User,
 } from "../queue/model.js";
 import { RUNNING, WAITING, timeMs } from "../queue/model.js";
 import type { AssignRequest, ObjectKind, QueueStore } from "../queue/queue-store.js";
@@ -155,6 +156,29 @@ export class PostgresQueueStore implements QueueStore {
     });
   }
 
+  async membership(
+    colonyname: string,
+    id: string,
+  ): Promise<{ colony: Colony | undefined; user: User | undefined; executor: Executor | undefined }> {
+    // one round trip: every signed call asks this
+    const { rows } = await this.pool.query<{
+      colony: Colony | null;
+      usr: User | null;
+      executor: Executor | null;
+    }>(
+      `SELECT (SELECT doc FROM affinetes_q_colonies WHERE name = $1) AS colony,
+              (SELECT doc FROM affinetes_q_objects WHERE kind = 'user' AND id = $2) AS usr,
+              (SELECT doc FROM affinetes_q_executors WHERE executorid = $2) AS executor`,
+      [colonyname, id],
+    );
+    const row = rows[0];
+    return {
+      colony: row?.colony ?? undefined,
+      user: row?.usr ?? undefined,
+      executor: row?.executor ?? undefined,
+    };
+  }
+
   async addExecutor(executor: Executor): Promise<void> {
     await this.pool
       .query(
@@ -198,6 +222,14 @@ export class PostgresQueueStore implements QueueStore {
   }
 
   async addProcesses(processes: readonly Process[], graph?: ProcessGraph): Promise<void> {
+    // one statement is atomic by itself: a single submit needs no BEGIN/COMMIT round trips
+    if (processes.length === 1 && !graph) {
+      const process = processes[0] as Process;
+      await this.pool
+        .query(INSERT_PROCESS, rowOf(process))
+        .catch(rethrowConflict("process", process.processid));
+      return;
+    }
     await this.transaction(async (client) => {
       for (const process of processes) {
         await client

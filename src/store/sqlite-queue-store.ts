@@ -10,6 +10,7 @@ import type {
   Process,
   ProcessGraph,
   ProcessState,
+  User,
 } from "../queue/model.js";
 import { RUNNING, WAITING, timeMs } from "../queue/model.js";
 import type { AssignRequest, ObjectKind, QueueStore } from "../queue/queue-store.js";
@@ -93,6 +94,17 @@ export class SqliteQueueStore implements QueueStore {
       return this.db.prepare("DELETE FROM q_colonies WHERE name = ?").run(name).changes > 0;
     });
     return remove.immediate();
+  }
+
+  async membership(
+    colonyname: string,
+    id: string,
+  ): Promise<{ colony: Colony | undefined; user: User | undefined; executor: Executor | undefined }> {
+    return {
+      colony: await this.getColony(colonyname),
+      user: await this.getObject<User>("user", id),
+      executor: await this.getExecutorById(id),
+    };
   }
 
   async addExecutor(executor: Executor): Promise<void> {

@@ -870,6 +870,31 @@ export function queueStoreConformance(target: QueueStoreTarget): void {
       });
     });
 
+    describe("membership", () => {
+      it("reads the colony, the user and the executor of an id at once, whatever their colony", async () => {
+        const e = executor("other", "worker-1");
+        const dev = colony("dev");
+        await store.addColony(dev);
+        await store.addExecutor(e);
+        await store.putObject("user", "u1", "dev", { colonyname: "dev", userid: "u1", name: "alice" });
+        expect(await store.membership("dev", e.executorid)).toStrictEqual({
+          colony: dev,
+          user: undefined,
+          executor: e,
+        });
+        expect(await store.membership("dev", "u1")).toMatchObject({
+          colony: dev,
+          user: { name: "alice" },
+          executor: undefined,
+        });
+        expect(await store.membership("nope", "u2")).toStrictEqual({
+          colony: undefined,
+          user: undefined,
+          executor: undefined,
+        });
+      });
+    });
+
     describe("removal in bulk", () => {
       it("removes a colony's processes outside workflows, of one state or all, with their logs", async () => {
         const [a, b] = [proc({ func: "a" }), proc({ func: "b", at: T0 + 1 })];
