@@ -44,6 +44,11 @@ function tarPipe(): string {
   return `tar -C ${tree} -cf - . | ssh ${ssh.join(" ")} ${user}@${address} 'mkdir -p ${dest} && tar -x -m -f - -C ${dest}'`;
 }
 
+/** A copy made by running the same command, first and after the change. */
+function twice(copy: () => void): { first: () => Promise<void>; again: () => Promise<void> } {
+  return { first: async () => copy(), again: async () => copy() };
+}
+
 function remote(command: string): void {
   sh("ssh", [...ssh, `${user}@${address}`, command]);
 }
@@ -65,54 +70,29 @@ try {
         if (r.sent.length !== 1) throw new Error(`incremental push sent ${r.sent.length} files`);
       },
     },
-    "rsync -a over ssh": {
-      first: async () =>
-        sh("rsync", [
-          "-a",
-          "-e",
-          `ssh ${ssh.join(" ")}`,
-          `${tree}/`,
-          `${user}@${address}:${remoteRoot}/rsync/`,
-        ]),
-      again: async () =>
-        sh("rsync", [
-          "-a",
-          "-e",
-          `ssh ${ssh.join(" ")}`,
-          `${tree}/`,
-          `${user}@${address}:${remoteRoot}/rsync/`,
-        ]),
-    },
-    "tar -c | ssh tar -x (the raw pipe)": {
-      first: async () => sh("sh", ["-c", tarPipe()]),
-      // a pipe has no notion of "changed" either
-      again: async () => sh("sh", ["-c", tarPipe()]),
-    },
-    "scp -r": {
-      first: async () =>
-        sh("scp", [
-          "-q",
-          "-r",
-          "-P",
-          port ?? "22",
-          "-o",
-          "BatchMode=yes",
-          tree,
-          `${user}@${address}:${remoteRoot}/scp`,
-        ]),
-      // scp has no notion of "changed": the whole tree travels again
-      again: async () =>
-        sh("scp", [
-          "-q",
-          "-r",
-          "-P",
-          port ?? "22",
-          "-o",
-          "BatchMode=yes",
-          tree,
-          `${user}@${address}:${remoteRoot}/scp`,
-        ]),
-    },
+    // none of these has a notion of "changed" but rsync: the same command again
+    "rsync -a over ssh": twice(() =>
+      sh("rsync", [
+        "-a",
+        "-e",
+        `ssh ${ssh.join(" ")}`,
+        `${tree}/`,
+        `${user}@${address}:${remoteRoot}/rsync/`,
+      ]),
+    ),
+    "tar -c | ssh tar -x (the raw pipe)": twice(() => sh("sh", ["-c", tarPipe()])),
+    "scp -r": twice(() =>
+      sh("scp", [
+        "-q",
+        "-r",
+        "-P",
+        port ?? "22",
+        "-o",
+        "BatchMode=yes",
+        tree,
+        `${user}@${address}:${remoteRoot}/scp`,
+      ]),
+    ),
   };
   for (const [name, tool] of Object.entries(tools)) {
     const first: number[] = [];
