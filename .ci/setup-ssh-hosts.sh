@@ -9,6 +9,10 @@ set -euo pipefail
 
 apt_install openssh-server iproute2 docker.io tmux rsync
 
+# This machine's ~/.bashrc runs `pyenv rehash` in every SSH session: a lock left by a killed
+# one makes every later login wait 60 s. None runs now, so any lock is stale.
+pgrep -f pyenv-rehash >/dev/null || rm -f ~/.pyenv/shims/.pyenv-shim
+
 mkdir -p /run/sshd ~/.ssh
 chmod 700 ~/.ssh
 ssh-keygen -A >/dev/null

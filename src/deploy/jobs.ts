@@ -166,8 +166,9 @@ function launchScript(
   run: string,
 ): string {
   const q = shellQuote;
-  // `exec` makes the script the pane's process: its pid is then the process group and session to kill.
-  const paneCommand = `exec /bin/sh ${q(`${dir}/run.sh`)}`;
+  // Two arguments: tmux runs the script itself as the pane's process (its pid is then the
+  // process group and session to kill), no login shell between: a bash there would read
+  // ~/.bashrc when the tmux server was started over SSH (pyenv's rehash and all).
   const ws = workspace !== undefined ? q(workspace) : "";
   return `${JOB_SHELL_FUNCTIONS}
 # The job outlives this command: it must not carry the tag that stopping this command kills by.
@@ -186,7 +187,7 @@ printf '%s' ${q(run)} > "$d/run.sh"
 date -u +%Y-%m-%dT%H:%M:%SZ > "$d/started_at"
 # On failure (e.g. no tmux) no half-made record is left, unless the session exists:
 # then a concurrent start of the same name won, and the folder is its.
-tmux new-session -d -s "$s" ${q(paneCommand)} || {
+tmux new-session -d -s "$s" /bin/sh ${q(`${dir}/run.sh`)} || {
   _c=$?; tmux has-session -t "=$s" 2>/dev/null || rm -rf "$d"; exit "$_c"
 }
 # Wait for the pid, so follow() and kill() can use it as soon as startJob returns.

@@ -1,4 +1,5 @@
 import { execFileSync, execSync } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
 import Docker from "dockerode";
 import { inCi } from "./docker.js";
 
@@ -81,13 +82,31 @@ export function dropConnections(address: string): number {
     .filter(([, , local, peer]) => local === `${address}:2222` && mine.includes(peer))
     .flatMap(([, , , , users]) => [...(users ?? "").matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
   for (const pid of new Set(pids)) process.kill(pid, "SIGKILL");
+  clearStaleShellLocks();
   return mine.length;
+}
+
+/**
+ * Removes pyenv's rehash lock when it is stale. This machine's ~/.bashrc runs `pyenv
+ * rehash` in every SSH session; a session killed mid-rehash (the failure drills here) leaves
+ * the lock behind, and every later login then waits 60 s for it.
+ */
+export function clearStaleShellLocks(): void {
+  const lock = `${process.env.HOME ?? "/root"}/.pyenv/shims/.pyenv-shim`;
+  if (!existsSync(lock)) return;
+  try {
+    execFileSync("pgrep", ["-f", "pyenv-rehash"], { stdio: "ignore" });
+    return; // a rehash runs: the lock is its
+  } catch {
+    rmSync(lock, { force: true }); // pgrep found none: the lock outlived its rehash
+  }
 }
 
 /** Kills a host's sshd: the listener and every connection it serves. */
 export function killSshd(host: RemoteHost): void {
   const pid = execSync(`cat /run/sshd-${host.name}.pid`).toString().trim();
   execSync(`pkill -KILL -P ${pid} || true; kill -KILL ${pid} || true`);
+  clearStaleShellLocks();
 }
 
 /**
@@ -107,6 +126,7 @@ export function startSshd(host: RemoteHost): void {
       `-o SetEnv=DOCKER_HOST=unix://${host.socket} -o PidFile=/run/sshd-${host.name}.pid`,
     { env: machineEnv() },
   );
+  clearStaleShellLocks();
 }
 
 /** Stops a host's dockerd (its containers stop with it). */
