@@ -5,7 +5,7 @@
  * fails the run: "nothing leaks" is checked, not hoped.
  */
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import Docker from "dockerode";
 
 const started = Math.floor(Date.now() / 1000);
@@ -13,6 +13,9 @@ const started = Math.floor(Date.now() / 1000);
 export default function setup(): () => Promise<void> {
   return async () => {
     const leaks = [...(await containers()), ...jobs(), ...processes(), ...tmuxJobs()];
+    // the run's state folder (records, sockets, sandboxes' folders) goes with the run
+    const stateDir = process.env.AFFINETES_TEST_STATE_DIR;
+    if (stateDir && leaks.length === 0) rmSync(stateDir, { recursive: true, force: true });
     if (leaks.length === 0) return;
     for (const leak of leaks) await leak.remove().catch(() => undefined);
     process.exitCode = 1; // vitest reports an error thrown here, but would still exit 0
