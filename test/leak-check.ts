@@ -7,11 +7,16 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import Docker from "dockerode";
+import { clearStaleShellLocks } from "./helpers/shell-locks.js";
 
 const started = Math.floor(Date.now() / 1000);
 
 export default function setup(): () => Promise<void> {
+  // SSH sessions killed by the tests may leave pyenv's rehash lock behind (see shell-locks.ts)
+  const watchdog = setInterval(() => clearStaleShellLocks(), 1_000);
+  watchdog.unref();
   return async () => {
+    clearInterval(watchdog);
     const leaks = [...(await containers()), ...jobs(), ...processes(), ...tmuxJobs()];
     // the run's state folder (records, sockets, sandboxes' folders) goes with the run
     const stateDir = process.env.AFFINETES_TEST_STATE_DIR;

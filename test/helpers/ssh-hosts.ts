@@ -1,7 +1,7 @@
 import { execFileSync, execSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
 import Docker from "dockerode";
 import { inCi } from "./docker.js";
+import { clearStaleShellLocks } from "./shell-locks.js";
 
 /** The two extra Docker hosts .ci/setup-ssh-hosts.sh starts (sshd on :2222, own dockerd each). */
 export const remoteHosts = [
@@ -84,22 +84,6 @@ export function dropConnections(address: string): number {
   for (const pid of new Set(pids)) process.kill(pid, "SIGKILL");
   clearStaleShellLocks();
   return mine.length;
-}
-
-/**
- * Removes pyenv's rehash lock when it is stale. This machine's ~/.bashrc runs `pyenv
- * rehash` in every SSH session; a session killed mid-rehash (the failure drills here) leaves
- * the lock behind, and every later login then waits 60 s for it.
- */
-export function clearStaleShellLocks(): void {
-  const lock = `${process.env.HOME ?? "/root"}/.pyenv/shims/.pyenv-shim`;
-  if (!existsSync(lock)) return;
-  try {
-    execFileSync("pgrep", ["-f", "pyenv-rehash"], { stdio: "ignore" });
-    return; // a rehash runs: the lock is its
-  } catch {
-    rmSync(lock, { force: true }); // pgrep found none: the lock outlived its rehash
-  }
 }
 
 /** Kills a host's sshd: the listener and every connection it serves. */
