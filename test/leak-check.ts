@@ -13,6 +13,7 @@ const started = Math.floor(Date.now() / 1000);
 
 export default function setup(): () => Promise<void> {
   // SSH sessions killed by the tests may leave pyenv's rehash lock behind (see shell-locks.ts)
+  clearStaleShellLocks();
   const watchdog = setInterval(() => clearStaleShellLocks(), 1_000);
   watchdog.unref();
   return async () => {
