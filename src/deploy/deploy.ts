@@ -3,7 +3,6 @@ import type { ExecResult } from "../runtime/instance.js";
 import { Deadline } from "../util/deadline.js";
 import type { OperationOptions } from "../util/deadline.js";
 import { OutputCap } from "../util/output-cap.js";
-import { shellQuote } from "../util/shell-quote.js";
 import { TIMEOUT_EXIT_CODE } from "../util/run-command.js";
 import type { BackendName, BootstrapReport } from "./bootstrap/index.js";
 import { bootstrapBackend, detectBackend } from "./bootstrap/index.js";
@@ -96,11 +95,13 @@ export async function runInProject(
   options: RunOptions = {},
 ): Promise<ExecResult> {
   if (!command.trim()) throw new ValidationError("command", "is empty");
-  const line =
+  const result =
     workspace instanceof Workspace
-      ? workspace.wrap(command, options.env)
-      : `${exports(options.env)}cd ${shellQuote(await host.resolvePath(workspace))} && ${command}`;
-  const result = await streamed(host, line, options);
+      ? await streamed(host, workspace.wrap(command, options.env), options)
+      : await streamed(host, command, options, {
+          cwd: await host.resolvePath(workspace),
+          ...(options.env ? { env: options.env } : {}),
+        });
   if (options.check && result.exitCode !== 0)
     throw new CommandError(command, result.exitCode, result.stdout, result.stderr);
   return result;
@@ -149,10 +150,15 @@ async function typed<T>(deadline: Deadline, steps: () => Promise<T>): Promise<T>
 }
 
 /** Runs a command line with its output streamed to `onOutput` and kept (capped) for the result. */
-async function streamed(host: Host, line: string, options: RunOptions): Promise<ExecResult> {
+async function streamed(
+  host: Host,
+  line: string,
+  options: RunOptions,
+  where: { cwd?: string; env?: Readonly<Record<string, string>> } = {},
+): Promise<ExecResult> {
   const deadline = new Deadline("command", options);
   deadline.check();
-  const child = await host.spawn(line);
+  const child = await host.spawn(line, where);
   child.stdin.end();
   const out = new OutputCap(options.maxOutputBytes);
   const err = new OutputCap(options.maxOutputBytes);
@@ -186,13 +192,4 @@ async function streamed(host: Host, line: string, options: RunOptions): Promise<
 /** The `{ signal }` of a deadline, for the steps of an operation that share it. */
 function deadlineOptions(deadline: Deadline): { signal?: AbortSignal } {
   return deadline.signal ? { signal: deadline.signal } : {};
-}
-
-function exports(env: Readonly<Record<string, string>> | undefined): string {
-  return Object.entries(env ?? {})
-    .map(([k, v]) => {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new ValidationError("env", `invalid variable name ${k}`);
-      return `export ${k}=${shellQuote(v)}; `;
-    })
-    .join("");
 }

@@ -3,7 +3,7 @@ import { PassThrough } from "node:stream";
 import type { Readable, Writable } from "node:stream";
 import type { SFTPWrapper, Stats } from "ssh2";
 import { HostConnectionError, ValidationError } from "../errors.js";
-import { SshHost, tagged } from "../host/ssh-host.js";
+import { SshHost, tagged, wrapCommand } from "../host/ssh-host.js";
 import { parseHostAddress } from "../host/host-address.js";
 import type { ExecOptions, ExecResult } from "../runtime/instance.js";
 import { shellQuote } from "../util/shell-quote.js";
@@ -86,12 +86,8 @@ export class Host implements AsyncDisposable {
 
   /** Starts a command and hands over its streams (for tar pipes and following output). */
   async spawn(command: string, options: Pick<ExecOptions, "cwd" | "env"> = {}): Promise<RemoteProcess> {
-    const env = Object.entries(options.env ?? {})
-      .map(([k, v]) => `export ${k}=${shellQuote(v)}; `)
-      .join("");
-    const cd = options.cwd !== undefined ? `cd ${shellQuote(options.cwd)} && ` : "";
     const tag = randomUUID();
-    const channel = await this.ssh.open(tagged(tag, `${env}${cd}${command}`));
+    const channel = await this.ssh.open(tagged(tag, wrapCommand(command, options)));
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     channel.pipe(stdout);

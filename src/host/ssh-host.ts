@@ -282,9 +282,13 @@ function killTaggedScript(tag: string): string {
   ].join(" ");
 }
 
-function wrapCommand(command: string, options: ExecOptions): string {
+/** `command` with `env` exported and run in `cwd`; a variable name the shell cannot take is refused. */
+export function wrapCommand(command: string, options: Pick<ExecOptions, "cwd" | "env">): string {
   const env = Object.entries(options.env ?? {})
-    .map(([k, v]) => `export ${k}=${shellQuote(v)}; `)
+    .map(([k, v]) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new ValidationError("env", `invalid variable name ${k}`);
+      return `export ${k}=${shellQuote(v)}; `;
+    })
     .join("");
   const cd = options.cwd ? `cd ${shellQuote(options.cwd)} && ` : "";
   return `${env}${cd}${command}`;
