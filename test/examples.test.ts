@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { deployHosts, hasSshHosts } from "./helpers/ssh-hosts.js";
+import { deployHosts, hasDeployHosts } from "./helpers/deploy-hosts.js";
 import { hasDocker } from "./helpers/docker.js";
 import { killAndWait } from "./helpers/client-process.js";
 import { repoRoot } from "./helpers/paths.js";
@@ -60,7 +60,7 @@ describe.skipIf(!hasDocker)("examples/control-plane.ts", () => {
   });
 });
 
-describe.skipIf(!hasSshHosts)("examples/deploy.ts", () => {
+describe.skipIf(!hasDeployHosts)("examples/deploy.ts", () => {
   it("deploys to an SSH host, as its header says", async () => {
     const root = `/tmp/affinetes-test-example-deploy-${process.pid}`;
     try {

@@ -9,7 +9,7 @@ import type { BackendName, BootstrapOptions, BootstrapReport } from "../../src/d
 import { AbortedError, CommandError, NotFoundError, TimeoutError } from "../../src/errors.js";
 import { testBaseImage } from "../helpers/docker.js";
 import { fixturePath } from "../helpers/paths.js";
-import { deployHosts, hasSshHosts } from "../helpers/ssh-hosts.js";
+import { deployHosts, hasDeployHosts } from "../helpers/deploy-hosts.js";
 import { until } from "../helpers/until.js";
 
 const [target] = deployHosts; // c: an sshd no test kills
@@ -148,7 +148,7 @@ const cases: ConformanceCase[] = [
 ];
 
 // Probed now, so that a backend the host cannot run is skipped (with its reason) rather than failed.
-const host = hasSshHosts ? await Host.connect(target.url) : undefined;
+const host = hasDeployHosts ? await Host.connect(target.url) : undefined;
 const unavailable = new Map<BackendName, string | undefined>(
   await Promise.all(
     cases.map(
@@ -163,7 +163,7 @@ for (const [backend, reason] of unavailable) {
 
 /** Whether engine b had the base image before this suite shipped it there. */
 
-describe.skipIf(!hasSshHosts)("bootstrap backends on an SSH host (conformance)", () => {
+describe.skipIf(!hasDeployHosts)("bootstrap backends on an SSH host (conformance)", () => {
   const connected = (): Host => host as Host;
 
   afterAll(() => {

@@ -18,12 +18,12 @@ import {
 import { CommandError, HostConnectionError, TimeoutError, ValidationError } from "../../src/errors.js";
 import { afs } from "../helpers/afs.js";
 import { until } from "../helpers/until.js";
-import { deployHosts, hasSshHosts } from "../helpers/ssh-hosts.js";
+import { deployHosts, hasDeployHosts } from "../helpers/deploy-hosts.js";
 
 const fixtures = join(import.meta.dirname, "..", "fixtures", "deploy");
 
 /** Deploying, running, detached jobs in a workspace and multi-node runs, on the real sshd hosts. */
-describe.skipIf(!hasSshHosts)("deploy over SSH", () => {
+describe.skipIf(!hasDeployHosts)("deploy over SSH", () => {
   const id = randomBytes(4).toString("hex");
   // hosts b and c are this machine's root: one root per test run keeps runs apart
   const root = `/tmp/affinetes-test-deploy-${id}`;

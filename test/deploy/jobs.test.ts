@@ -12,14 +12,14 @@ import {
   TimeoutError,
   ValidationError,
 } from "../../src/errors.js";
-import { deployHosts, dropConnections, hasSshHosts } from "../helpers/ssh-hosts.js";
+import { deployHosts, dropConnections, hasDeployHosts } from "../helpers/deploy-hosts.js";
 import { until } from "../helpers/until.js";
 
 const hostD = deployHosts[1]; // an sshd no other test kills
 const spec = hostD.url;
 
 /** Detached tmux jobs on a real SSH host (b is this machine, so processes can be checked here too). */
-describe.skipIf(!hasSshHosts)("remote jobs", () => {
+describe.skipIf(!hasDeployHosts)("remote jobs", () => {
   // Unique per run: other runs may share this machine, its tmux server and /tmp.
   const id = randomBytes(4).toString("hex");
   const root = `/tmp/affinetes-test-jobs-${id}`;

@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { Host } from "../../src/deploy/host.js";
 import { pushProject } from "../../src/deploy/push.js";
 import { AbortedError, CommandError, TimeoutError, ValidationError } from "../../src/errors.js";
-import { deployHosts, hasSshHosts } from "../helpers/ssh-hosts.js";
+import { deployHosts, hasDeployHosts } from "../helpers/deploy-hosts.js";
 
 /** Writes files (path → content, mode 0644) under `dir`, creating folders. */
 function tree(dir: string, files: Record<string, string>): string {
@@ -30,7 +30,7 @@ function tree(dir: string, files: Record<string, string>): string {
 }
 
 /** Pushing a project to a workspace on the real sshd host, incrementally. */
-describe.skipIf(!hasSshHosts)("pushProject", () => {
+describe.skipIf(!hasDeployHosts)("pushProject", () => {
   let host: Host;
   let root: string;
   let local: string;

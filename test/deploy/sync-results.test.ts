@@ -15,10 +15,10 @@ import { Host } from "../../src/deploy/host.js";
 import { syncResults } from "../../src/deploy/sync-results.js";
 import { InfrastructureError, NotFoundError, ValidationError } from "../../src/errors.js";
 import { shellQuote } from "../../src/util/shell-quote.js";
-import { deployHosts, hasSshHosts } from "../helpers/ssh-hosts.js";
+import { deployHosts, hasDeployHosts } from "../helpers/deploy-hosts.js";
 
 /** Fetching a remote results folder on the real sshd host, skipping what is already here. */
-describe.skipIf(!hasSshHosts)("syncResults", () => {
+describe.skipIf(!hasDeployHosts)("syncResults", () => {
   let host: Host;
   let remote: string;
   let local: string;

@@ -1,7 +1,6 @@
 import { execFileSync, execSync } from "node:child_process";
 import Docker from "dockerode";
 import { inCi } from "./docker.js";
-import { clearStaleShellLocks } from "./shell-locks.js";
 
 /** The two extra Docker hosts .ci/setup-ssh-hosts.sh starts (sshd on :2222, own dockerd each). */
 export const remoteHosts = [
@@ -11,18 +10,9 @@ export const remoteHosts = [
 
 export type RemoteHost = (typeof remoteHosts)[number];
 
-/**
- * The hosts of the deploy tests: sshds no test kills (c, and d on c's engine), so they
- * never lose their connection to another file's failure drill on host b.
- */
-export const deployHosts = [
-  { name: "c", address: "127.0.0.3", url: "ssh://root@127.0.0.3:2222", socket: "/run/docker-c.sock" },
-  { name: "d", address: "127.0.0.4", url: "ssh://root@127.0.0.4:2222", socket: "/run/docker-c.sock" },
-] as const;
-
 function reachable(): string | undefined {
   try {
-    for (const host of [...remoteHosts, ...deployHosts]) {
+    for (const host of remoteHosts) {
       execFileSync(
         "ssh",
         [
@@ -62,35 +52,10 @@ export function engineOf(host: RemoteHost): Docker {
   return new Docker({ socketPath: host.socket });
 }
 
-/**
- * Drops this test process's own SSH connections to `address:2222` (killing the sshd
- * processes serving just them), as a network failure would; other clients of that sshd
- * keep theirs. Returns how many were dropped.
- */
-export function dropConnections(address: string): number {
-  const sockets = (filter: string) =>
-    execFileSync("ss", ["-tnpH", "state", "established", filter], { encoding: "utf8" })
-      .split("\n")
-      .map((line) => line.trim().split(/\s+/))
-      .filter((cols) => cols.length >= 5);
-  // ours: local -> address:2222, owned by this process
-  const mine = sockets("( dport = :2222 )")
-    .filter(([, , , peer, users]) => peer === `${address}:2222` && users?.includes(`pid=${process.pid},`))
-    .map(([, , local]) => local);
-  // the sshd side of each: address:2222 -> our local end
-  const pids = sockets("( sport = :2222 )")
-    .filter(([, , local, peer]) => local === `${address}:2222` && mine.includes(peer))
-    .flatMap(([, , , , users]) => [...(users ?? "").matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
-  for (const pid of new Set(pids)) process.kill(pid, "SIGKILL");
-  clearStaleShellLocks();
-  return mine.length;
-}
-
 /** Kills a host's sshd: the listener and every connection it serves. */
 export function killSshd(host: RemoteHost): void {
   const pid = execSync(`cat /run/sshd-${host.name}.pid`).toString().trim();
   execSync(`pkill -KILL -P ${pid} || true; kill -KILL ${pid} || true`);
-  clearStaleShellLocks();
 }
 
 /**
@@ -110,7 +75,6 @@ export function startSshd(host: RemoteHost): void {
       `-o SetEnv=DOCKER_HOST=unix://${host.socket} -o PidFile=/run/sshd-${host.name}.pid`,
     { env: machineEnv() },
   );
-  clearStaleShellLocks();
 }
 
 /** Stops a host's dockerd (its containers stop with it). */
