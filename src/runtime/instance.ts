@@ -1,4 +1,5 @@
 import type { OperationOptions } from "../util/deadline.js";
+import type { NetworkPolicy } from "./network-policy.js";
 
 /** How an environment serves calls: through the injected server, or its own HTTP app. */
 export type EnvType = "function_based" | "http_based";
@@ -60,6 +61,11 @@ export interface InstanceSpec {
   mounts?: ReadonlyArray<{ source: string; target: string; readOnly?: boolean }>;
   /** Container ports published on 127.0.0.1 of the engine's host, each on a free port (docker). */
   ports?: readonly number[];
+  /**
+   * What the instance may reach on the network (default `"full"`). Runtimes that cannot
+   * hold a policy refuse any other value rather than ignore it.
+   */
+  network?: NetworkPolicy;
   /** Extra arguments of the scheduler's submit command, e.g. `["--partition=gpu", "--time=1:00:00"]` (slurm). */
   schedulerArgs?: readonly string[];
 }
