@@ -319,6 +319,16 @@ export class SlurmError extends AffinetesError {
   }
 }
 
+/** A request body passed its cap (an upload, a build context); nothing of it was kept. */
+export class PayloadTooLargeError extends AffinetesError {
+  readonly limitBytes: number;
+
+  constructor(what: string, limitBytes: number) {
+    super("PAYLOAD_TOO_LARGE", `${what} is larger than the server's limit of ${limitBytes} bytes`);
+    this.limitBytes = limitBytes;
+  }
+}
+
 /** The request carries no valid API key. */
 export class UnauthenticatedError extends AffinetesError {
   constructor(message = "Unauthorized: send Authorization: Bearer <api key>") {

@@ -1,3 +1,5 @@
+import type { NetworkPolicy } from "../runtime/network-policy.js";
+
 /** Access of a principal (an API key's owner) to a disk. */
 export type DiskAccess = "read" | "write";
 
@@ -5,7 +7,7 @@ export type DiskAccess = "read" | "write";
 export interface DiskRecord {
   /** `disk_<hex>`. */
   id: string;
-  /** Unique among disks. */
+  /** Unique among the disks of its owner (two principals may each have a disk `data`). */
   name: string;
   /** Where its files live: `local` is a folder on the server host. */
   backend: "local";
@@ -13,7 +15,7 @@ export interface DiskRecord {
   location: string;
   /** The principal that created it: it has write access and grants access to others. */
   owner: string;
-  /** Other principals' access. */
+  /** Other principals' access (own properties only: read it with `diskAccess`). */
   users: Record<string, DiskAccess>;
   createdAt: number;
 }
@@ -49,6 +51,8 @@ export interface ContainerRecord {
   memSizeMiB: number | undefined;
   /** Container ports published on the server host, with the URL each is reached at once running. */
   ports: Array<{ port: number; url: string | undefined }>;
+  /** What it may reach on the network. */
+  network: NetworkPolicy;
   status: ContainerStatus;
   exitCode: number | undefined;
   /** Why it failed, when it did. */
@@ -72,10 +76,11 @@ export interface ContainerFilter {
  * implement it, and both pass test/store/control-store-conformance.ts.
  */
 export interface ControlStore {
-  /** Records a disk; `ConflictError` when its name is taken. */
+  /** Records a disk; `ConflictError` when its owner has a disk of that name (or the id is taken). */
   createDisk(disk: DiskRecord): Promise<void>;
   getDisk(id: string): Promise<DiskRecord | undefined>;
-  getDiskByName(name: string): Promise<DiskRecord | undefined>;
+  /** The disk `name` of `owner`: names are unique per owner, not globally. */
+  getDiskByName(owner: string, name: string): Promise<DiskRecord | undefined>;
   /** All disks, or those `principal` owns or was granted, in creation order. */
   listDisks(filter?: { principal?: string }): Promise<DiskRecord[]>;
   /** Replaces a disk's authorized users; false when there is no such disk. */
@@ -98,4 +103,15 @@ export interface ControlStore {
   /** Containers not yet finished (creating or running) that mount disk `diskId` (as disk or volume). */
   containersUsingDisk(diskId: string): Promise<ContainerRecord[]>;
   close(): Promise<void>;
+}
+
+/**
+ * What `principal` was granted on `disk` (besides ownership): an own property of `users`
+ * only, so a principal named `constructor` or `__proto__` is granted nothing by
+ * `Object.prototype`.
+ */
+export function diskAccess(disk: Pick<DiskRecord, "users">, principal: string): DiskAccess | undefined {
+  if (!Object.hasOwn(disk.users, principal)) return undefined;
+  const access: unknown = disk.users[principal];
+  return access === "read" || access === "write" ? access : undefined;
 }

@@ -1,5 +1,6 @@
 import pg from "pg";
 import { ConflictError } from "../errors.js";
+import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type {
   ContainerFilter,
   ContainerRecord,
@@ -34,6 +35,7 @@ interface ContainerRow {
   vcpu_count: number | null;
   mem_size_mib: number | null;
   ports: Array<{ port: number; url?: string | null }>;
+  network: NetworkPolicy;
   status: ContainerStatus;
   exit_code: number | null;
   error: string | null;
@@ -49,7 +51,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS affinetes_disks (
   seq BIGSERIAL,
   id TEXT PRIMARY KEY,
-  name TEXT NOT NULL CONSTRAINT affinetes_disks_name_unique UNIQUE,
+  name TEXT NOT NULL,
   backend TEXT NOT NULL,
   location TEXT NOT NULL,
   owner TEXT NOT NULL,
@@ -72,6 +74,7 @@ CREATE TABLE IF NOT EXISTS affinetes_containers (
   vcpu_count DOUBLE PRECISION,
   mem_size_mib DOUBLE PRECISION,
   ports JSONB NOT NULL,
+  network JSONB NOT NULL DEFAULT '"full"',
   status TEXT NOT NULL,
   exit_code INTEGER,
   error TEXT,
@@ -82,6 +85,15 @@ CREATE TABLE IF NOT EXISTS affinetes_containers (
 CREATE INDEX IF NOT EXISTS affinetes_containers_owner ON affinetes_containers (owner);
 CREATE INDEX IF NOT EXISTS affinetes_containers_disk_id ON affinetes_containers (disk_id);
 CREATE INDEX IF NOT EXISTS affinetes_containers_status ON affinetes_containers (status);
+-- earlier layouts: disk names were unique globally (now per owner); containers had no network
+ALTER TABLE affinetes_disks DROP CONSTRAINT IF EXISTS affinetes_disks_name_unique;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'affinetes_disks_owner_name_unique'
+                   AND conrelid = 'affinetes_disks'::regclass) THEN
+    ALTER TABLE affinetes_disks ADD CONSTRAINT affinetes_disks_owner_name_unique UNIQUE (owner, name);
+  END IF;
+END $$;
+ALTER TABLE affinetes_containers ADD COLUMN IF NOT EXISTS network JSONB NOT NULL DEFAULT '"full"';
 `;
 
 /**
@@ -104,7 +116,7 @@ const UNIQUE_VIOLATION = "23505";
 
 /**
  * The control plane's store for several service replicas: PostgreSQL. Every write is one
- * statement, and a disk's name is unique by constraint, so replicas sharing the database
+ * statement, and a disk's name is unique per owner by constraint, so replicas sharing the database
  * need no lock between them.
  */
 export class PostgresControlStore implements ControlStore {
@@ -150,7 +162,7 @@ export class PostgresControlStore implements ControlStore {
       );
     } catch (err) {
       if (isUniqueViolation(err)) {
-        const byName = (err as { constraint?: string }).constraint === "affinetes_disks_name_unique";
+        const byName = (err as { constraint?: string }).constraint === "affinetes_disks_owner_name_unique";
         throw new ConflictError("disk", byName ? disk.name : disk.id);
       }
       throw err;
@@ -162,8 +174,11 @@ export class PostgresControlStore implements ControlStore {
     return rows[0] ? diskFromRow(rows[0]) : undefined;
   }
 
-  async getDiskByName(name: string): Promise<DiskRecord | undefined> {
-    const { rows } = await this.pool.query<DiskRow>("SELECT * FROM affinetes_disks WHERE name = $1", [name]);
+  async getDiskByName(owner: string, name: string): Promise<DiskRecord | undefined> {
+    const { rows } = await this.pool.query<DiskRow>(
+      "SELECT * FROM affinetes_disks WHERE owner = $1 AND name = $2",
+      [owner, name],
+    );
     return rows[0] ? diskFromRow(rows[0]) : undefined;
   }
 
@@ -194,8 +209,9 @@ export class PostgresControlStore implements ControlStore {
     try {
       await this.pool.query(
         `INSERT INTO affinetes_containers (id, owner, disk_id, disk_path, volumes, image, command, init_script, env,
-           metadata, vcpu_count, mem_size_mib, ports, status, exit_code, error, runtime_id, created_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+           metadata, vcpu_count, mem_size_mib, ports, network, status, exit_code, error, runtime_id, created_at,
+           finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
         [
           c.id,
           c.owner,
@@ -210,6 +226,7 @@ export class PostgresControlStore implements ControlStore {
           c.vcpuCount ?? null,
           c.memSizeMiB ?? null,
           JSON.stringify(c.ports),
+          JSON.stringify(c.network),
           c.status,
           c.exitCode ?? null,
           c.error ?? null,
@@ -317,6 +334,7 @@ function containerFromRow(row: ContainerRow): ContainerRecord {
     memSizeMiB: row.mem_size_mib ?? undefined,
     // JSON has no undefined: a port not yet reachable is stored without `url`.
     ports: row.ports.map((p) => ({ port: p.port, url: p.url ?? undefined })),
+    network: row.network,
     status: row.status,
     exitCode: row.exit_code ?? undefined,
     error: row.error ?? undefined,

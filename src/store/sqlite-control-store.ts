@@ -2,6 +2,7 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { ConflictError, InfrastructureError } from "../errors.js";
+import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type {
   ContainerFilter,
   ContainerRecord,
@@ -36,6 +37,7 @@ interface ContainerRow {
   vcpu_count: number | null;
   mem_size_mib: number | null;
   ports: string;
+  network: string;
   status: ContainerStatus;
   exit_code: number | null;
   error: string | null;
@@ -47,16 +49,21 @@ interface ContainerRow {
 type ContainerPatch = Parameters<ControlStore["updateContainer"]>[1];
 
 // Table names differ from SqliteInstanceStore's `instances`: the service opens both on one file.
-const TABLES = `
-CREATE TABLE IF NOT EXISTS disks (
+// A disk's name is unique per owner: a principal can never take another's name, nor be
+// handed another's disk by naming it.
+const DISKS_TABLE = (name: string) => `
+CREATE TABLE IF NOT EXISTS ${name} (
   id TEXT PRIMARY KEY,
-  name TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
   backend TEXT NOT NULL,
   location TEXT NOT NULL,
   owner TEXT NOT NULL,
   users TEXT NOT NULL,
-  created_at INTEGER NOT NULL
-);
+  created_at INTEGER NOT NULL,
+  UNIQUE (owner, name)
+);`;
+
+const TABLES = `${DISKS_TABLE("disks")}
 CREATE TABLE IF NOT EXISTS containers (
   id TEXT PRIMARY KEY,
   owner TEXT NOT NULL,
@@ -71,6 +78,7 @@ CREATE TABLE IF NOT EXISTS containers (
   vcpu_count REAL,
   mem_size_mib REAL,
   ports TEXT NOT NULL,
+  network TEXT NOT NULL DEFAULT '"full"',
   status TEXT NOT NULL,
   exit_code INTEGER,
   error TEXT,
@@ -102,6 +110,7 @@ const CONTAINER_COLUMNS = [
   "vcpu_count",
   "mem_size_mib",
   "ports",
+  "network",
   "status",
   "exit_code",
   "error",
@@ -145,7 +154,7 @@ export class SqliteControlStore implements ControlStore {
 
   async createDisk(disk: DiskRecord): Promise<void> {
     const create = this.db.transaction(() => {
-      if (this.db.prepare("SELECT 1 FROM disks WHERE name = ?").get(disk.name)) {
+      if (this.db.prepare("SELECT 1 FROM disks WHERE owner = ? AND name = ?").get(disk.owner, disk.name)) {
         throw new ConflictError("disk", disk.name);
       }
       if (this.db.prepare("SELECT 1 FROM disks WHERE id = ?").get(disk.id)) {
@@ -166,8 +175,9 @@ export class SqliteControlStore implements ControlStore {
     return row ? diskFromRow(row) : undefined;
   }
 
-  async getDiskByName(name: string): Promise<DiskRecord | undefined> {
-    const row = this.db.prepare("SELECT * FROM disks WHERE name = ?").get(name) as DiskRow | undefined;
+  async getDiskByName(owner: string, name: string): Promise<DiskRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM disks WHERE owner = ? AND name = ?").get(owner, name) as
+      DiskRow | undefined;
     return row ? diskFromRow(row) : undefined;
   }
 
@@ -317,6 +327,7 @@ function containerToRow(c: ContainerRecord): ContainerRow {
     vcpu_count: c.vcpuCount ?? null,
     mem_size_mib: c.memSizeMiB ?? null,
     ports: JSON.stringify(c.ports),
+    network: JSON.stringify(c.network),
     status: c.status,
     exit_code: c.exitCode ?? null,
     error: c.error ?? null,
@@ -341,6 +352,7 @@ function containerFromRow(row: ContainerRow): ContainerRecord {
     vcpuCount: row.vcpu_count ?? undefined,
     memSizeMiB: row.mem_size_mib ?? undefined,
     ports: portsFromJson(row.ports),
+    network: JSON.parse(row.network) as NetworkPolicy,
     status: row.status,
     exitCode: row.exit_code ?? undefined,
     error: row.error ?? undefined,
@@ -359,23 +371,52 @@ function portsFromJson(text: string): ContainerRecord["ports"] {
 }
 
 /**
- * No earlier layout of these tables exists, so there is nothing to add yet; but `disks` and
- * `containers` are common names, and a file holding other tables by those names is refused
- * here rather than misread later.
+ * Brings an earlier layout of these tables up to this one, in one IMMEDIATE transaction
+ * (several processes may open the file at once), after refusing a file whose `disks` or
+ * `containers` are someone else's tables rather than misreading them:
+ * - containers gain `network` (earlier containers had the engine's default, `"full"`);
+ * - disks' names, once unique globally, become unique per owner (the table is rebuilt:
+ *   SQLite cannot drop a UNIQUE constraint in place).
  */
 function migrate(db: Database.Database): void {
   for (const [table, expected] of [
     ["disks", DISK_COLUMNS],
-    ["containers", CONTAINER_COLUMNS],
+    ["containers", CONTAINER_COLUMNS.filter((c) => c !== "network")],
   ] as const) {
-    const columns = new Set(
-      (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name),
-    );
-    const missing = expected.filter((c) => !columns.has(c));
+    const missing = expected.filter((c) => !columnsOf(db, table).has(c));
     if (missing.length) {
       throw new InfrastructureError(
         `the SQLite file has a "${table}" table that is not the control plane's (missing ${missing.join(", ")})`,
       );
     }
   }
+  const upgrade = db.transaction(() => {
+    if (!columnsOf(db, "containers").has("network"))
+      db.exec(`ALTER TABLE containers ADD COLUMN network TEXT NOT NULL DEFAULT '"full"'`);
+    if (hasUniqueIndexOn(db, "disks", ["name"])) {
+      db.exec(DISKS_TABLE("disks_next"));
+      db.exec(
+        `INSERT INTO disks_next (${DISK_COLUMNS.join(", ")}) SELECT ${DISK_COLUMNS.join(", ")} FROM disks ORDER BY rowid`,
+      );
+      db.exec("DROP TABLE disks");
+      db.exec("ALTER TABLE disks_next RENAME TO disks");
+    }
+  });
+  upgrade.immediate();
+}
+
+function columnsOf(db: Database.Database, table: string): Set<string> {
+  return new Set((db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
+}
+
+/** Whether `table` has a UNIQUE index on exactly `columns`. */
+function hasUniqueIndexOn(db: Database.Database, table: string, columns: readonly string[]): boolean {
+  const indexes = db.prepare(`PRAGMA index_list(${table})`).all() as Array<{ name: string; unique: number }>;
+  return indexes.some((index) => {
+    if (!index.unique) return false;
+    const names = (
+      db.prepare("SELECT name FROM pragma_index_info(?)").all(index.name) as Array<{ name: string }>
+    ).map((c) => c.name);
+    return names.length === columns.length && names.every((n, i) => n === columns[i]);
+  });
 }

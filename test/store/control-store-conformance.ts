@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConflictError } from "../../src/errors.js";
 import type { ContainerRecord, ControlStore, DiskRecord } from "../../src/store/control-store.js";
+import { diskAccess } from "../../src/store/control-store.js";
 
 export function disk(id: string, overrides: Partial<DiskRecord> = {}): DiskRecord {
   return {
@@ -30,6 +31,7 @@ export function container(id: string, overrides: Partial<ContainerRecord> = {}):
     vcpuCount: undefined,
     memSizeMiB: undefined,
     ports: [],
+    network: "full",
     status: "creating",
     exitCode: undefined,
     error: undefined,
@@ -60,6 +62,7 @@ function fullContainer(id: string): ContainerRecord {
       { port: 8080, url: "http://host:31000" },
       { port: 9000, url: undefined },
     ],
+    network: { allow: ["10.0.0.0/24:443", "api.example.com"] },
     status: "exited",
     exitCode: 137,
     error: "killed: out of memory",
@@ -95,27 +98,37 @@ export function controlStoreConformance(target: ControlStoreTarget): void {
         const d = disk("disk_a1", { users: { bob: "read", carol: "write" }, createdAt: 1_700_000_000_001 });
         await store.createDisk(d);
         expect(await store.getDisk("disk_a1")).toStrictEqual(d);
-        expect(await store.getDiskByName("name-disk_a1")).toStrictEqual(d);
+        expect(await store.getDiskByName("alice", "name-disk_a1")).toStrictEqual(d);
         expect(await store.getDisk("disk_missing")).toBeUndefined();
-        expect(await store.getDiskByName("missing")).toBeUndefined();
+        expect(await store.getDiskByName("alice", "missing")).toBeUndefined();
+        expect(await store.getDiskByName("bob", "name-disk_a1")).toBeUndefined(); // not bob's
       });
 
-      it("refuses a taken name with ConflictError (code CONFLICT) and keeps the first disk", async () => {
+      it("refuses a name its owner has taken with ConflictError (code CONFLICT) and keeps the first disk", async () => {
         await store.createDisk(disk("disk_1", { name: "shared" }));
-        const refused = await store
-          .createDisk(disk("disk_2", { name: "shared", owner: "mallory" }))
-          .catch((e: unknown) => e);
+        const refused = await store.createDisk(disk("disk_2", { name: "shared" })).catch((e: unknown) => e);
         expect(refused).toBeInstanceOf(ConflictError);
         expect((refused as ConflictError).code).toBe("CONFLICT");
         expect((refused as Error).message).toContain("shared");
         expect(await store.getDisk("disk_2")).toBeUndefined();
-        expect(await store.getDiskByName("shared")).toMatchObject({ id: "disk_1", owner: "alice" });
+        expect(await store.getDiskByName("alice", "shared")).toMatchObject({ id: "disk_1", owner: "alice" });
+      });
+
+      it("keeps names per owner: another owner's disk of the same name is its own, found only under it", async () => {
+        await store.createDisk(
+          disk("disk_m", { name: "app-ml", owner: "mallory", users: { alice: "write" } }),
+        );
+        await store.createDisk(disk("disk_a", { name: "app-ml", owner: "alice" }));
+        expect((await store.getDiskByName("alice", "app-ml"))?.id).toBe("disk_a");
+        expect((await store.getDiskByName("mallory", "app-ml"))?.id).toBe("disk_m");
+        expect(await store.getDiskByName("bob", "app-ml")).toBeUndefined();
+        expect(ids(await store.listDisks({ principal: "alice" }))).toEqual(["disk_m", "disk_a"]);
       });
 
       it("refuses a taken id with ConflictError", async () => {
         await store.createDisk(disk("disk_1", { name: "one" }));
         await expect(store.createDisk(disk("disk_1", { name: "two" }))).rejects.toBeInstanceOf(ConflictError);
-        expect(await store.getDiskByName("two")).toBeUndefined();
+        expect(await store.getDiskByName("alice", "two")).toBeUndefined();
       });
 
       it("lets exactly one of 20 concurrent creations of one name succeed", async () => {
@@ -146,6 +159,23 @@ export function controlStoreConformance(target: ControlStoreTarget): void {
         expect(ids(await store.listDisks({ principal: "nobody" }))).toEqual([]);
       });
 
+      it("grants by own keys only: constructor, __proto__ and toString are granted nothing unless named", async () => {
+        // JSON.parse makes "__proto__" an own key, as a request body would
+        const users = JSON.parse('{"__proto__": "read", "bob": "write"}') as DiskRecord["users"];
+        await store.createDisk(disk("disk_p", { users }));
+        await store.createDisk(disk("disk_q", { name: "plain" }));
+        const read = (await store.getDisk("disk_p")) as DiskRecord;
+        expect(Object.keys(read.users).sort()).toEqual(["__proto__", "bob"]);
+        expect(diskAccess(read, "__proto__")).toBe("read");
+        expect(diskAccess(read, "bob")).toBe("write");
+        const plain = (await store.getDisk("disk_q")) as DiskRecord;
+        for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"])
+          expect(diskAccess(plain, name), name).toBeUndefined();
+        expect(diskAccess(read, "constructor")).toBeUndefined();
+        expect(ids(await store.listDisks({ principal: "constructor" }))).toEqual([]);
+        expect(ids(await store.listDisks({ principal: "__proto__" }))).toEqual(["disk_p"]);
+      });
+
       it("keeps creation order for disks created in the same millisecond", async () => {
         for (const id of ["disk_z", "disk_y", "disk_x"]) await store.createDisk(disk(id, { createdAt: 5 }));
         expect(ids(await store.listDisks())).toEqual(["disk_z", "disk_y", "disk_x"]);
@@ -168,9 +198,9 @@ export function controlStoreConformance(target: ControlStoreTarget): void {
         expect(await store.deleteDisk("disk_del")).toBe(true);
         expect(await store.deleteDisk("disk_del")).toBe(false);
         expect(await store.getDisk("disk_del")).toBeUndefined();
-        expect(await store.getDiskByName("gone")).toBeUndefined();
+        expect(await store.getDiskByName("alice", "gone")).toBeUndefined();
         await store.createDisk(disk("disk_new", { name: "gone" }));
-        expect((await store.getDiskByName("gone"))?.id).toBe("disk_new");
+        expect((await store.getDiskByName("alice", "gone"))?.id).toBe("disk_new");
       });
     });
 
@@ -381,7 +411,7 @@ export function controlStoreConformance(target: ControlStoreTarget): void {
       await store.close();
       store = await (target.reopen as () => Promise<ControlStore>)();
       expect(await store.getDisk("disk_kept")).toStrictEqual(d);
-      expect(await store.getDiskByName("name-disk_kept")).toStrictEqual(d);
+      expect(await store.getDiskByName("alice", "name-disk_kept")).toStrictEqual(d);
       expect(await store.getContainer("ctr_kept")).toStrictEqual(full);
       expect(await store.getContainer("ctr_bare_kept")).toStrictEqual(
         container("ctr_bare_kept", { createdAt: 2_000_000_000_000, status: "running", runtimeId: "r1" }),

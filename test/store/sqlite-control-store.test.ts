@@ -64,6 +64,47 @@ describe("sqlite control store sharing the service's file", () => {
     }
   });
 
+  it("upgrades a file of the earlier layout: disk names unique per owner, containers with a network", async () => {
+    const earlier = freshFile();
+    const db = new Database(earlier);
+    db.exec(`
+      CREATE TABLE disks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, backend TEXT NOT NULL,
+        location TEXT NOT NULL, owner TEXT NOT NULL, users TEXT NOT NULL, created_at INTEGER NOT NULL);
+      CREATE TABLE containers (id TEXT PRIMARY KEY, owner TEXT NOT NULL, disk_id TEXT, disk_path TEXT NOT NULL,
+        volumes TEXT NOT NULL, image TEXT NOT NULL, command TEXT, init_script TEXT, env TEXT NOT NULL,
+        metadata TEXT NOT NULL, vcpu_count REAL, mem_size_mib REAL, ports TEXT NOT NULL, status TEXT NOT NULL,
+        exit_code INTEGER, error TEXT, runtime_id TEXT, created_at INTEGER NOT NULL, finished_at INTEGER);
+      INSERT INTO disks VALUES ('disk_2', 'second', 'local', '/d/2', 'bob', '{"alice":"read"}', 5);
+      INSERT INTO disks VALUES ('disk_1', 'app-ml', 'local', '/d/1', 'bob', '{}', 5);
+      INSERT INTO containers VALUES ('ctr_old', 'bob', 'disk_1', '/mnt/disk', '[]', 'img:1', NULL, NULL, '{}',
+        '{}', NULL, NULL, '[]', 'exited', 0, NULL, 'r', 1, 2);
+    `);
+    db.close();
+    // two processes opening the old file at once: one upgrades it, the other finds it upgraded
+    const [store, other] = [new SqliteControlStore(earlier), new SqliteControlStore(earlier)];
+    try {
+      expect((await store.listDisks()).map((d) => d.id)).toEqual(["disk_2", "disk_1"]);
+      expect(await store.getDiskByName("bob", "second")).toStrictEqual(
+        disk("disk_2", {
+          name: "second",
+          location: "/d/2",
+          owner: "bob",
+          users: { alice: "read" },
+          createdAt: 5,
+        }),
+      );
+      await store.createDisk(disk("disk_3", { name: "app-ml", owner: "alice" }));
+      await expect(other.createDisk(disk("disk_4", { name: "app-ml", owner: "bob" }))).rejects.toBeInstanceOf(
+        AffinetesError,
+      );
+      expect((await store.getDiskByName("alice", "app-ml"))?.id).toBe("disk_3");
+      expect((await other.getContainer("ctr_old"))?.network).toBe("full");
+    } finally {
+      await store.close();
+      await other.close();
+    }
+  });
+
   it("refuses a file whose disks table is someone else's, instead of misreading it", () => {
     const foreign = freshFile();
     const db = new Database(foreign);
