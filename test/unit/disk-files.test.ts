@@ -1,4 +1,13 @@
-import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -48,5 +57,76 @@ describe("disk files (local backend)", () => {
     });
     await expect(files.write(disk, "half.txt", failing)).rejects.toThrow(/went away/);
     expect(await files.list(disk, "/")).toEqual([]);
+  });
+
+  it("lists symlinks as symlinks; deleting one removes the link, never what it points to", async () => {
+    const disk = await files.create("disk_d");
+    const outside = mkdtempSync(join(tmpdir(), "affinetes-outside-"));
+    writeFileSync(join(outside, "keep"), "k");
+    symlinkSync(outside, join(disk, "dir-link"));
+    symlinkSync(join(outside, "keep"), join(disk, "file-link"));
+    expect((await files.list(disk, "/")).map((e) => [e.name, e.type])).toEqual([
+      ["dir-link", "symlink"],
+      ["file-link", "symlink"],
+    ]);
+    await expect(files.delete(disk, "dir-link/keep")).rejects.toMatchObject({ code: "VALIDATION" });
+    expect(await files.delete(disk, "dir-link")).toBe(true);
+    expect(await files.delete(disk, "file-link")).toBe(true);
+    expect(readFileSync(join(outside, "keep"), "utf8")).toBe("k");
+    expect(await files.list(disk, "/")).toEqual([]);
+  });
+
+  it("reads only regular files: a device node or a FIFO made on the disk is never opened", async () => {
+    const disk = await files.create("disk_e");
+    execFileSync("mknod", [join(disk, "zero"), "c", "1", "5"]); // what root in a container can make
+    execFileSync("mkfifo", [join(disk, "fifo")]);
+    for (const path of ["zero", "fifo"]) {
+      await expect(files.read(disk, path), path).rejects.toMatchObject({ code: "NOT_FOUND" });
+    }
+    expect((await files.list(disk, "/")).map((e) => [e.name, e.type])).toEqual([
+      ["fifo", "other"],
+      ["zero", "other"],
+    ]);
+    expect(await files.delete(disk, "zero")).toBe(true);
+  });
+
+  it("refuses '..', NUL and the root where a file is meant", async () => {
+    const disk = await files.create("disk_f");
+    for (const path of ["a/../../x", "..", "a\0b"]) {
+      await expect(files.write(disk, path, Readable.from(["x"])), path).rejects.toMatchObject({
+        code: "VALIDATION",
+      });
+    }
+    await expect(files.write(disk, "/", Readable.from(["x"]))).rejects.toMatchObject({ code: "VALIDATION" });
+    await expect(files.delete(disk, "/")).rejects.toMatchObject({ code: "VALIDATION" });
+    expect(readdirSync(disk)).toEqual([]);
+  });
+
+  it("caps a write: past maxBytes a PayloadTooLargeError, and nothing of it is kept", async () => {
+    const disk = await files.create("disk_g");
+    const chunks = Array.from({ length: 10 }, () => Buffer.alloc(1000, 1));
+    await expect(
+      files.write(disk, "big/file", Readable.from(chunks), { maxBytes: 5_000 }),
+    ).rejects.toMatchObject({
+      code: "PAYLOAD_TOO_LARGE",
+    });
+    expect(readdirSync(join(disk, "big"))).toEqual([]);
+    expect(await files.write(disk, "big/file", Readable.from(chunks), { maxBytes: 10_000 })).toBe(10_000);
+  });
+
+  it("deletes a tree deeper than the folders it may hold open, and whole disks", async () => {
+    const disk = await files.create("disk_h");
+    let path = disk;
+    for (let i = 0; i < 200; i++) {
+      path = join(path, "d");
+      mkdirSync(path);
+      writeFileSync(join(path, "f"), "x");
+    }
+    expect(await files.delete(disk, "d")).toBe(true);
+    expect(readdirSync(disk)).toEqual([]);
+    expect(await files.delete(disk, "d")).toBe(false);
+    await files.write(disk, "a/b/c", Readable.from(["x"]));
+    await files.remove(disk);
+    expect(existsSync(disk)).toBe(false);
   });
 });
