@@ -1,11 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import {
+  AffinetesError,
   ConflictError,
   NotFoundError,
   PermissionDeniedError,
@@ -16,6 +12,7 @@ import { buildPackedImage, tagOf } from "../image/image-builder.js";
 import type { DockerInstance } from "../runtime/docker/docker-instance.js";
 import type { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import { LABELS } from "../runtime/labels.js";
+import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type {
   ContainerFilter,
   ContainerRecord,
@@ -24,8 +21,10 @@ import type {
   DiskRecord,
   VolumeMount,
 } from "../store/control-store.js";
+import { diskAccess } from "../store/control-store.js";
+import { receiveContext } from "./context-upload.js";
 import type { DiskEntry } from "./disk-files.js";
-import { DiskFiles } from "./disk-files.js";
+import { DEFAULT_MAX_FILE_BYTES, DiskFiles } from "./disk-files.js";
 import type { Principal } from "./principals.js";
 
 /** The label tying a Docker container to its control-plane container id. */
@@ -33,6 +32,12 @@ export const CONTAINER_LABEL = "affinetes.control.container";
 
 /** Where a container's disk is mounted unless it says otherwise. */
 export const DEFAULT_DISK_PATH = "/mnt/disk";
+
+/** Default cap of an uploaded image build context: 512 MiB. */
+export const DEFAULT_MAX_CONTEXT_BYTES = 512 * 2 ** 20;
+
+/** A disk's id; anything else given where a disk is expected is a name (`name` or `owner/name`). */
+export const DISK_ID = /^disk_[0-9a-f]{16}$/;
 
 /** What `createContainer` takes (validated by the REST layer). */
 export interface ContainerRequest {
@@ -47,6 +52,8 @@ export interface ContainerRequest {
   vcpuCount?: number | undefined;
   memSizeMiB?: number | undefined;
   ports?: number[] | undefined;
+  /** What it may reach; default the service's (`defaultNetwork`, else `"full"`). */
+  network?: NetworkPolicy | undefined;
 }
 
 /** A disk as clients see it. */
@@ -64,12 +71,23 @@ export interface ControlPlaneOptions {
   docker: DockerRuntime | undefined;
   /** Where local disks keep their folders. */
   disksRoot: string;
+  /** Cap of one uploaded file; default 1 GiB. */
+  maxFileBytes?: number | undefined;
+  /** Cap of an uploaded image build context; default 512 MiB. */
+  maxContextBytes?: number | undefined;
+  /** The network policy of containers that give none; default `"full"`. */
+  defaultNetwork?: NetworkPolicy | undefined;
 }
 
 /**
  * The control plane's logic, without HTTP: disks (folders on the server host) with
  * per-principal access, and containers that mount them, through the Docker runtime.
  * Every record lives in the store, so a restarted service knows them all (`recover`).
+ *
+ * A disk is named, wherever a disk is expected, by its id (`disk_<hex>`), by `owner/name`,
+ * or by a bare `name`, which means the caller's own disk of that name only: names are
+ * unique per owner, so a disk someone else made and granted can never stand in for one's
+ * own by sharing its name.
  */
 export class ControlPlane {
   private readonly files: DiskFiles;
@@ -82,7 +100,15 @@ export class ControlPlane {
 
   // ---- disks
 
+  /** Who `principal` is, as the service knows it (clients check whose disk they adopt). */
+  whoami(principal: Principal): { name: string; admin: boolean } {
+    return { name: principal.name, admin: principal.admin };
+  }
+
   async createDisk(principal: Principal, name: string): Promise<DiskView> {
+    if (DISK_ID.test(name) || name.includes("/"))
+      throw new ValidationError("name", "a disk name must not look like a disk id nor hold '/'");
+    if (await this.options.store.getDiskByName(principal.name, name)) throw new ConflictError("disk", name); // before making a folder for nothing
     const id = `disk_${randomBytes(8).toString("hex")}`;
     const location = await this.files.create(id);
     const disk: DiskRecord = {
@@ -121,8 +147,14 @@ export class ControlPlane {
     const disk = await this.disk(principal, idOrName, "read");
     if (!principal.admin && disk.owner !== principal.name)
       throw new PermissionDeniedError(`only the owner of disk ${disk.name} may grant access to it`);
-    await this.options.store.setDiskUsers(disk.id, users);
-    return diskView({ ...disk, users });
+    const granted: Record<string, DiskAccess> = {};
+    for (const [user, access] of Object.entries(users)) {
+      if (access !== "read" && access !== "write")
+        throw new ValidationError(`users.${user}`, "read or write");
+      Object.defineProperty(granted, user, { value: access, enumerable: true, writable: true });
+    }
+    await this.options.store.setDiskUsers(disk.id, granted);
+    return diskView({ ...disk, users: granted });
   }
 
   /** Deletes a disk and its files; refused while a container mounts it, unless `force` (which stops them). */
@@ -156,9 +188,25 @@ export class ControlPlane {
     return this.files.read(disk.location, path);
   }
 
-  async writeFile(principal: Principal, idOrName: string, path: string, content: Readable): Promise<number> {
+  /** Writes a file from a stream; past `maxFileBytes` a PayloadTooLargeError, and nothing is kept. */
+  async writeFile(
+    principal: Principal,
+    idOrName: string,
+    path: string,
+    content: AsyncIterable<Uint8Array>,
+  ): Promise<number> {
     const disk = await this.disk(principal, idOrName, "write");
-    return this.files.write(disk.location, path, content);
+    return this.files.write(disk.location, path, content, { maxBytes: this.maxFileBytes });
+  }
+
+  /** The cap of one uploaded file. */
+  get maxFileBytes(): number {
+    return this.options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  }
+
+  /** The cap of an uploaded build context. */
+  get maxContextBytes(): number {
+    return this.options.maxContextBytes ?? DEFAULT_MAX_CONTEXT_BYTES;
   }
 
   /** Removes a file or folder of the disk; false when there was none. */
@@ -180,22 +228,26 @@ export class ControlPlane {
    * Builds a client's packed image context (`Image.buildContext()`) unless the engine has
    * it: the hash is checked against the content, so a tag always means its content.
    */
-  async buildImage(hash: string, context: Readable): Promise<{ hash: string; tag: string }> {
+  async buildImage(hash: string, context: AsyncIterable<Uint8Array>): Promise<{ hash: string; tag: string }> {
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new ValidationError("hash", "a sha256 in hex (64 characters)");
     this.docker();
-    const dir = await mkdtemp(join(tmpdir(), "affinetes-context-"));
-    try {
-      const file = join(dir, "context.tar");
-      await pipeline(context, createWriteStream(file));
-      return { hash, tag: await buildPackedImage(hash, file) };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    // capped and hashed as it arrives: a context too large or not of its hash is never built
+    await using received = await receiveContext(context, hash, { maxBytes: this.maxContextBytes });
+    return { hash, tag: await buildPackedImage(hash, received.file) };
   }
 
   // ---- containers
 
+  /**
+   * Starts a container. Everything the request names is checked before anything is
+   * recorded, and a container that fails to start is forgotten again: a refused request
+   * leaves no record behind (nor a container in the engine).
+   */
   async createContainer(principal: Principal, request: ContainerRequest): Promise<ContainerView> {
     const docker = this.docker();
+    const script = taskScript(request);
+    const diskPath = request.diskPath ?? DEFAULT_DISK_PATH;
+    checkMountPaths(request.disk !== undefined ? diskPath : undefined, Object.keys(request.volumes ?? {}));
     const disk = request.disk !== undefined ? await this.disk(principal, request.disk, "write") : undefined;
     const volumes: Array<VolumeMount & { location: string }> = [];
     for (const [path, volume] of Object.entries(request.volumes ?? {})) {
@@ -203,7 +255,7 @@ export class ControlPlane {
       const mounted = await this.disk(principal, volume.disk, readOnly ? "read" : "write");
       volumes.push({ path, diskId: mounted.id, readOnly, location: mounted.location });
     }
-    const diskPath = request.diskPath ?? DEFAULT_DISK_PATH;
+    const network = request.network ?? this.options.defaultNetwork ?? "full";
     const record: ContainerRecord = {
       id: `ctr_${randomBytes(8).toString("hex")}`,
       owner: principal.name,
@@ -218,6 +270,7 @@ export class ControlPlane {
       vcpuCount: request.vcpuCount,
       memSizeMiB: request.memSizeMiB,
       ports: (request.ports ?? []).map((port) => ({ port, url: undefined })),
+      network,
       status: "creating",
       exitCode: undefined,
       error: undefined,
@@ -225,21 +278,23 @@ export class ControlPlane {
       createdAt: Date.now(),
       finishedAt: undefined,
     };
+    // recorded first: a service killed while starting it finds it (`recover`) and cleans up
     await this.options.store.createContainer(record);
-    let instance: DockerInstance;
+    let instance: DockerInstance | undefined;
     try {
       instance = (await docker.start({
         envName: "control",
         name: `afs-${record.id.replace("_", "-")}`,
         image: request.image,
         serve: false,
-        task: { ...(taskScript(request) !== undefined ? { command: taskScript(request) } : {}) },
+        task: { ...(script !== undefined ? { command: script } : {}) },
         envVars: record.env,
         mounts: [
           ...(disk ? [{ source: disk.location, target: diskPath }] : []),
           ...volumes.map((v) => ({ source: v.location, target: v.path, readOnly: v.readOnly })),
         ],
         ports: request.ports ?? [],
+        network,
         restartPolicy: "no",
         keep: true, // the service owns it, not the process that happened to create it
         reuse: false,
@@ -247,20 +302,16 @@ export class ControlPlane {
         ...(request.memSizeMiB !== undefined ? { memoryBytes: request.memSizeMiB * 2 ** 20 } : {}),
         labels: { [CONTAINER_LABEL]: record.id, [LABELS.pool]: "control" },
       })) as DockerInstance;
+      const published = await instance.publishedPorts();
+      record.ports = record.ports.map((p) => ({
+        port: p.port,
+        url: published[p.port] ? `http://${published[p.port]}` : undefined,
+      }));
     } catch (err) {
-      const error = err instanceof Error ? err.message : String(err);
-      await this.options.store.updateContainer(record.id, {
-        status: "failed",
-        error,
-        finishedAt: Date.now(),
-      });
-      throw err;
+      await instance?.stop().catch(() => undefined);
+      await this.options.store.deleteContainer(record.id);
+      throw engineRefusal(err);
     }
-    const published = await instance.publishedPorts();
-    record.ports = record.ports.map((p) => ({
-      port: p.port,
-      url: published[p.port] ? `http://${published[p.port]}` : undefined,
-    }));
     record.runtimeId = instance.id;
     record.status = "running";
     await this.options.store.updateContainer(record.id, {
@@ -415,17 +466,24 @@ export class ControlPlane {
     return this.options.docker.attach(record.runtimeId);
   }
 
-  /** A disk by id or name that `principal` may access as `need`s; else NotFound / PermissionDenied. */
-  private async disk(principal: Principal, idOrName: string, need: DiskAccess): Promise<DiskRecord> {
-    const disk =
-      (await this.options.store.getDisk(idOrName)) ?? (await this.options.store.getDiskByName(idOrName));
-    if (!disk) throw new NotFoundError("disk", idOrName, `No such disk: ${idOrName}`);
+  /** A disk by reference (see the class) that `principal` may access as `need`s; else NotFound / PermissionDenied. */
+  private async disk(principal: Principal, ref: string, need: DiskAccess): Promise<DiskRecord> {
+    const disk = await this.findDisk(principal, ref);
+    if (!disk) throw new NotFoundError("disk", ref, `No such disk: ${ref}`);
     if (principal.admin || disk.owner === principal.name) return disk;
-    const access = disk.users[principal.name];
+    const access = diskAccess(disk, principal.name);
     if (!access) throw new PermissionDeniedError(`${principal.name} has no access to disk ${disk.name}`);
     if (need === "write" && access !== "write")
       throw new PermissionDeniedError(`${principal.name} may only read disk ${disk.name}`);
     return disk;
+  }
+
+  /** `disk_<hex>` is an id; `owner/name` a disk of that owner; a bare name the caller's own only. */
+  private async findDisk(principal: Principal, ref: string): Promise<DiskRecord | undefined> {
+    if (DISK_ID.test(ref)) return this.options.store.getDisk(ref);
+    const slash = ref.lastIndexOf("/");
+    if (slash > 0) return this.options.store.getDiskByName(ref.slice(0, slash), ref.slice(slash + 1));
+    return this.options.store.getDiskByName(principal.name, ref);
   }
 
   private async container(principal: Principal, id: string): Promise<ContainerRecord> {
@@ -435,6 +493,37 @@ export class ControlPlane {
       throw new PermissionDeniedError(`${principal.name} may not access container ${id}`);
     return record;
   }
+}
+
+/** Two mounts at one path, or one inside another, would hide each other: refused before anything starts. */
+function checkMountPaths(diskPath: string | undefined, volumePaths: readonly string[]): void {
+  const paths = [...(diskPath !== undefined ? [diskPath] : []), ...volumePaths].map((p) =>
+    p.replace(/\/+$/, ""),
+  );
+  for (const [i, a] of paths.entries()) {
+    if (a === "") throw new ValidationError("volumes", "a disk cannot be mounted at /");
+    for (const b of paths.slice(i + 1)) {
+      if (a === b || b.startsWith(`${a}/`) || a.startsWith(`${b}/`))
+        throw new ValidationError("volumes", `mounts at ${a} and ${b} overlap`);
+    }
+  }
+}
+
+/**
+ * A start the engine refused for what the request asked (a 4xx of its API: a limit out of
+ * its range, a port it cannot publish) is the client's error; anything else stays as it is.
+ */
+function engineRefusal(err: unknown): unknown {
+  if (err instanceof AffinetesError) return err;
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    const detail = (err as { json?: { message?: unknown } }).json?.message;
+    return new ValidationError(
+      "container",
+      `the engine refused it: ${typeof detail === "string" ? detail : (err as Error).message}`,
+    );
+  }
+  return err;
 }
 
 /** The shell script a container runs: its initialization script, then its command. */

@@ -36,6 +36,10 @@ export interface ServiceConfig {
   apiKeysFile?: string | undefined;
   /** Where local disks keep their folders; default `<state dir>/disks`. */
   disksDir?: string | undefined;
+  /** Cap of one file uploaded to a disk; default 1 GiB. */
+  maxFileBytes?: number | undefined;
+  /** Cap of an uploaded image build context; default 512 MiB. */
+  maxContextBytes?: number | undefined;
   /** The ColonyOS server owner's id (who adds colonies); the queue is served at `/api` when given. */
   coloniesServerId?: string | undefined;
   version: string;
@@ -81,6 +85,8 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     store: stores.control,
     docker: dockerAnswers ? docker : undefined,
     disksRoot: config.disksDir ?? join(stateDir(), "disks"),
+    maxFileBytes: config.maxFileBytes,
+    maxContextBytes: config.maxContextBytes,
   });
   const queueStore = config.coloniesServerId ? await openQueueStore(config.db) : undefined;
   const colonies =

@@ -19,6 +19,8 @@ interface ServeFlags {
   apiKey?: string;
   apiKeys?: string;
   disksDir?: string;
+  maxFileBytes?: string;
+  maxContextBytes?: string;
   coloniesServerId?: string;
   serviceId?: string;
   idleTtl?: string;
@@ -66,6 +68,12 @@ export function serveCommand(output: OutputFactory): Command {
       "--disks-dir <dir>",
       "where the control plane's disks keep their files (default in the state dir)",
     )
+    .option("--max-file-bytes <n>", "cap of one file uploaded to a disk (413 past it)", String(2 ** 30))
+    .option(
+      "--max-context-bytes <n>",
+      "cap of an image build context uploaded to /v1/images (413 past it)",
+      String(512 * 2 ** 20),
+    )
     .option(
       "--service-id <id>",
       "this service's identity in the store; a restart with the same id adopts its instances (default host:port)",
@@ -108,6 +116,11 @@ export function serveCommand(output: OutputFactory): Command {
         apiKey: flags.apiKey,
         apiKeysFile: flags.apiKeys,
         disksDir: flags.disksDir,
+        maxFileBytes: parsePositiveInt("--max-file-bytes", flags.maxFileBytes ?? String(2 ** 30)),
+        maxContextBytes: parsePositiveInt(
+          "--max-context-bytes",
+          flags.maxContextBytes ?? String(512 * 2 ** 20),
+        ),
         coloniesServerId: flags.coloniesServerId ?? process.env.COLONIES_SERVER_ID,
         version: command.parent?.version() ?? "0.0.0",
       });
