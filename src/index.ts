@@ -53,6 +53,7 @@ export type {
   DiskEntry,
   DiskInfo,
   ImageSource,
+  PrincipalInfo,
 } from "./sdk/client.js";
 export { ContainerHandle } from "./sdk/container-handle.js";
 export { Volume } from "./sdk/volume.js";

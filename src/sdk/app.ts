@@ -1,4 +1,4 @@
-import { ValidationError } from "../errors.js";
+import { APIError, NotFoundError, PermissionDeniedError, ValidationError } from "../errors.js";
 import { DEFAULT_DISK_PATH } from "../control/control-plane.js";
 import type { ClientOptions, ContainerOptions, ImageSource } from "./client.js";
 import { Client } from "./client.js";
@@ -9,7 +9,11 @@ import { FunctionHandle, parseFunctionRef } from "./function-handle.js";
 /** Options of an `App`: where its service is, and the disk it lives on. */
 export interface AppOptions extends ClientOptions {
   name: string;
-  /** The disk (id or name) every container of the app mounts; default the disk `app-<name>`, created when missing. */
+  /**
+   * The disk every container of the app mounts (its id, `owner/name`, or the name of a disk
+   * you own). Default: your own disk `app-<name>`, created when missing; a disk of that
+   * name that someone else owns is never used, even when they granted it to you.
+   */
   disk?: string;
   /** Where the disk is mounted in the app's containers; default `/mnt/disk`. */
   diskPath?: string;
@@ -90,17 +94,32 @@ export class App implements AsyncDisposable {
     await this.close();
   }
 
+  /**
+   * The disk named in the options, or the principal's own `app-<name>`: a bare name
+   * resolves to the caller's own disk only (the service's rule), and the owner is checked
+   * here too, so an app never runs on a disk someone else controls by default.
+   */
   private async resolveDisk(): Promise<string> {
     if (this.options.disk) return (await this.client.disks.get(this.options.disk)).id;
     const name = `app-${this.name}`;
-    const existing = (await this.client.disks.list()).find((d) => d.name === name);
-    if (existing) return existing.id;
+    const me = await this.client.whoami();
+    const own = async () => {
+      const disk = await this.client.disks.get(name).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      });
+      if (disk && disk.owner !== me.name)
+        throw new PermissionDeniedError(`disk ${name} belongs to ${disk.owner}, not to ${me.name}`);
+      return disk?.id;
+    };
+    const existing = await own();
+    if (existing) return existing;
     try {
       return (await this.client.disks.create({ name })).id;
     } catch (err) {
-      // another client created it meanwhile
-      const raced = (await this.client.disks.list()).find((d) => d.name === name);
-      if (raced) return raced.id;
+      if (!(err instanceof APIError && err.status === 409)) throw err;
+      const raced = await own(); // another client of ours created it meanwhile
+      if (raced) return raced;
       throw err;
     }
   }

@@ -4,6 +4,7 @@ import type { DiskEntry } from "../control/disk-files.js";
 import type { ContainerStatus, DiskAccess } from "../store/control-store.js";
 import { NotFoundError } from "../errors.js";
 import type { Image } from "../image/image-builder.js";
+import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type { ClientOptions } from "./api-client.js";
 import { ApiClient } from "./api-client.js";
 import { ContainerHandle } from "./container-handle.js";
@@ -18,7 +19,10 @@ export type ImageSource = string | Image;
 
 /** What a new container runs, where, and with what. */
 export interface ContainerOptions {
-  /** Disk (id or name) mounted at `diskPath`. */
+  /**
+   * Disk mounted at `diskPath`: its id, `owner/name` (a disk granted to you), or the name
+   * of a disk you own (a bare name never means another principal's disk).
+   */
   disk?: string;
   /** Default `/mnt/disk`. */
   diskPath?: string;
@@ -36,6 +40,14 @@ export interface ContainerOptions {
   memSizeMiB?: number;
   /** Container ports published on the server host's loopback; their URLs are in `info.ports`. */
   ports?: number[];
+  /** What it may reach: `"none"`, `"full"`, or `{ allow: ["host or CIDR[:port]", ...] }`; default the service's. */
+  network?: NetworkPolicy;
+}
+
+/** Who the client's API key says it is. */
+export interface PrincipalInfo {
+  name: string;
+  admin: boolean;
 }
 
 /** Disks: folders on the server that containers mount. */
@@ -50,7 +62,7 @@ export class Disks {
     return (await this.api.json<{ disks: DiskView[] }>({ method: "GET", path: "/v1/disks" })).disks;
   }
 
-  /** By id or name. */
+  /** By id, `owner/name`, or the name of a disk you own. */
   get(disk: string): Promise<DiskView> {
     return this.api.json({ method: "GET", path: `/v1/disks/${encodeURIComponent(disk)}` });
   }
@@ -210,6 +222,11 @@ export class Client implements AsyncDisposable {
 
   get url(): string {
     return this.api.url;
+  }
+
+  /** The principal the service knows this client's key as. */
+  whoami(): Promise<PrincipalInfo> {
+    return this.api.json({ method: "GET", path: "/v1/whoami" });
   }
 
   /** Closes the connections. Idempotent. */

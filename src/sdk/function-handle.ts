@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { basename, isAbsolute, normalize, resolve } from "node:path";
+import { isAbsolute, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { ContainerError, RemoteError, ValidationError } from "../errors.js";
 import { shellQuote } from "../util/shell-quote.js";
+import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type { App } from "./app.js";
 import type { ImageSource } from "./client.js";
 import type { ContainerHandle } from "./container-handle.js";
@@ -22,6 +23,8 @@ export interface FunctionOptions {
   concurrency?: number;
   /** The interpreter in the image: default `python3` for Python, `node` for JavaScript/TypeScript. */
   interpreter?: string;
+  /** What its containers may reach: `"none"`, `"full"`, or `{ allow: [...] }`; default the service's. */
+  network?: NetworkPolicy;
 }
 
 /** A parsed function reference. */
@@ -56,6 +59,21 @@ const RUNNERS = {
   python: fileURLToPath(new URL("../server/function_runner.py", import.meta.url)),
   node: fileURLToPath(new URL("../server/function-runner.mjs", import.meta.url)),
 } as const;
+
+/**
+ * The runner's source, read from this package, given to the interpreter on its command
+ * line (`python3 -c`, `node -e`): it is never read from the app's disk, where anyone who
+ * may write to the disk (or a container mounting it) could replace it between calls.
+ */
+const runnerSources = new Map<FunctionRef["language"], string>();
+function runnerSource(language: FunctionRef["language"]): string {
+  let source = runnerSources.get(language);
+  if (source === undefined) {
+    source = readFileSync(RUNNERS[language], "utf8");
+    runnerSources.set(language, source);
+  }
+  return source;
+}
 
 /** A Python or Node function that runs in its own container, on the app's disk. */
 export class FunctionHandle<
@@ -108,7 +126,6 @@ export class FunctionHandle<
   private async start(kwargs: Args | undefined, options: { args?: unknown[] }): Promise<StartedCall> {
     const disk = await this.app.diskId();
     const file = await this.code(disk);
-    const runner = await this.runnerPath(disk);
     const callId = `call_${randomBytes(8).toString("hex")}`;
     const callDir = `.affinetes/calls/${callId}`;
     await this.app.client.disks.writeFile(
@@ -119,13 +136,16 @@ export class FunctionHandle<
     const on = (path: string) => shellQuote(`${this.app.diskPath}/${path}`);
     const interpreter = this.options.interpreter ?? (this.ref.language === "python" ? "python3" : "node");
     const strip = this.ref.language === "node" && /\.m?ts$/.test(file) ? " --experimental-strip-types" : "";
+    const inline = this.ref.language === "python" ? "-c" : "--input-type=module -e"; // the runner takes its last 3 arguments
+    const runner = `${inline} ${shellQuote(runnerSource(this.ref.language))}`;
     const container = await this.app.run({
       image: this.options.image,
-      command: `${interpreter}${strip} ${on(runner)} ${on(callDir)} ${on(file)} ${this.ref.name}`,
+      command: `${interpreter}${strip} ${runner} ${on(callDir)} ${on(file)} ${this.ref.name}`,
       ...(this.options.vcpuCount !== undefined ? { vcpuCount: this.options.vcpuCount } : {}),
       ...(this.options.memSizeMiB !== undefined ? { memSizeMiB: this.options.memSizeMiB } : {}),
       ...(this.options.volumes ? { volumes: this.options.volumes } : {}),
       ...(this.options.env ? { env: this.options.env } : {}),
+      ...(this.options.network !== undefined ? { network: this.options.network } : {}),
       metadata: { "affinetes.function": this.ref.text, "affinetes.call": callId },
     });
     const sink = this.app.logSink;
@@ -171,18 +191,6 @@ export class FunctionHandle<
     const code = bundled.outputFiles[0]?.contents ?? new Uint8Array();
     const path = `.affinetes/code/${createHash("sha256").update(code).digest("hex").slice(0, 16)}.mjs`;
     await this.app.client.disks.writeFile(disk, path, code);
-    return path;
-  }
-
-  /** The runner script on the disk, under its content hash (uploaded when missing). */
-  private async runnerPath(disk: string): Promise<string> {
-    const content = readFileSync(RUNNERS[this.ref.language]);
-    const hash = createHash("sha256").update(content).digest("hex").slice(0, 16);
-    const path = `.affinetes/runners/${hash}/${basename(RUNNERS[this.ref.language])}`;
-    const present = await this.app.client.disks
-      .readDirectory(disk, `.affinetes/runners/${hash}`)
-      .catch(() => []);
-    if (present.length === 0) await this.app.client.disks.writeFile(disk, path, content);
     return path;
   }
 

@@ -7,7 +7,7 @@ export class Volume {
     readonly readOnly: boolean,
   ) {}
 
-  /** The disk `disk` (id or name); `readOnly` mounts refuse writes. */
+  /** The disk `disk` (id, `owner/name`, or the name of a disk you own); `readOnly` mounts refuse writes. */
   static fromDisk(disk: string, options: { readOnly?: boolean } = {}): Volume {
     if (!disk) throw new ValidationError("disk", "name the disk to mount");
     return new Volume(disk, options.readOnly ?? false);

@@ -1,6 +1,7 @@
 // Runs one exported function of a JavaScript/TypeScript module for the affinetes control plane.
 //
 //   node function-runner.mjs CALL_DIR FILE EXPORT
+//   node --input-type=module -e "$(cat function-runner.mjs)" CALL_DIR FILE EXPORT   (how the SDK runs it)
 //
 // Reads CALL_DIR/args.json ({"args": [...], "kwargs": {...}}), calls EXPORT (kwargs, when
 // given, as one object argument after the positional ones), awaits it, and writes
@@ -10,7 +11,8 @@ import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [callDir, file, name] = process.argv.slice(2);
+// the last three: with -e there is no script path in argv
+const [callDir, file, name] = process.argv.slice(-3);
 
 function write(document) {
   const path = join(callDir, "result.json");

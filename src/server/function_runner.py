@@ -1,6 +1,7 @@
 """Runs one function of a file for the affinetes control plane (standard library only).
 
     python3 function_runner.py CALL_DIR FILE FUNCTION
+    python3 -c "$(cat function_runner.py)" CALL_DIR FILE FUNCTION   (how the SDK runs it)
 
 Reads CALL_DIR/args.json ({"args": [...], "kwargs": {...}}), calls FUNCTION of FILE
 (awaiting it when it is a coroutine function), and writes CALL_DIR/result.json:

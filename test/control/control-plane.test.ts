@@ -220,7 +220,10 @@ describe.skipIf(!hasDocker)("control plane: disks and containers (afs serve /v1,
       expect((await again.containers.list()).map((c) => [c.id, c.info.status, c.info.exitCode])).toEqual(
         before.containers,
       );
-      expect((await again.disks.readFile("shared-work", "result.txt")).toString()).toBe("from-the-first\n");
+      // a bare name is the caller's own disk: the admin names alice's by owner/name
+      expect((await again.disks.readFile("alice/shared-work", "result.txt")).toString()).toBe(
+        "from-the-first\n",
+      );
     } finally {
       await again.close();
     }
