@@ -26,8 +26,8 @@ import {
   diskRefSchema,
   imageHashSchema,
   logsQuery,
+  parseGrants,
   pathQuery,
-  usersSchema,
 } from "./control-schemas.js";
 
 /** Cap of a JSON body under `/v1/` (uploads have their own, larger caps). */
@@ -73,11 +73,7 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
         return reply.code(204).send();
       });
       v1.put("/disks/:id/users", async (request) =>
-        control.setDiskUsers(
-          request.principal,
-          diskOf(request),
-          parseOptions(usersSchema, request.body, "body").users,
-        ),
+        control.setDiskUsers(request.principal, diskOf(request), parseGrants(request.body)),
       );
       v1.get("/disks/:id/files", async (request) => {
         const { path } = parseOptions(pathQuery, request.query, "query");

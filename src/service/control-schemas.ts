@@ -3,6 +3,7 @@ import { DISK_ID } from "../control/control-plane.js";
 import { MAX_DISK_PATH } from "../control/disk-path.js";
 import { imageRefSchema } from "../image/image-ref.js";
 import { networkPolicySchema } from "../runtime/network-policy.js";
+import { parseOptions } from "../util/validate.js";
 
 /** No NUL nor other control characters: they end strings early in C, the engine and PostgreSQL. */
 // eslint-disable-next-line no-control-regex
@@ -52,11 +53,26 @@ const envName = z
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "variable names");
 
 export const createDiskSchema = z.strictObject({ name: diskNameSchema });
-export const usersSchema = z.strictObject({
+const access = z.enum(["read", "write"]);
+const usersSchema = z.strictObject({
   users: z
-    .record(principalName, z.enum(["read", "write"]))
+    .record(principalName, access)
     .refine((users) => Object.keys(users).length <= 1000, "at most 1000 users"),
 });
+
+/**
+ * The grants of `PUT /v1/disks/:id/users`, read from the body's own keys: zod's records
+ * drop a key named `__proto__`, and a principal may be called that.
+ */
+export function parseGrants(body: unknown): Record<string, "read" | "write"> {
+  parseOptions(usersSchema, body, "body");
+  const grants: Record<string, "read" | "write"> = {};
+  for (const [user, given] of Object.entries((body as { users: object }).users)) {
+    const value = parseOptions(access, given, `users.${user}`);
+    Object.defineProperty(grants, user, { value, enumerable: true, writable: true, configurable: true });
+  }
+  return grants;
+}
 export const pathQuery = z.strictObject({ path: text(MAX_DISK_PATH).pipe(z.string().min(1)).default("/") });
 export const deleteQuery = z.strictObject({ force: z.enum(["true", "false"]).optional() });
 export const containerSchema = z.strictObject({
