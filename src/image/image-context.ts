@@ -85,6 +85,9 @@ export async function hashContext(dockerfile: string, entries: readonly ContextE
   return hash.digest("hex");
 }
 
+/** The Dockerfile of a received context is held in memory: it must stay small. */
+const MAX_DOCKERFILE_BYTES = 1024 * 1024;
+
 /**
  * `hashContext` of a packed context, computed from the tar itself (as `packContext`
  * wrote it): a builder that receives a context checks the hash it was told against it.
@@ -98,10 +101,16 @@ export async function hashPackedContext(tar: Readable): Promise<string> {
     const name = header.name.replace(/\/$/, "");
     const chunks: Buffer[] = [];
     const hash = createHash("sha256");
+    let held = 0;
+    // a truncated or aborted upload fails the entry too: the pipeline reports it, the process must not crash
+    stream.on("error", () => undefined);
     stream.on("data", (data: unknown) => {
       const chunk = data as Buffer;
-      if (name === "Dockerfile") chunks.push(chunk);
-      else hash.update(chunk);
+      if (name !== "Dockerfile") return void hash.update(chunk);
+      held += chunk.length;
+      if (held > MAX_DOCKERFILE_BYTES)
+        extract.destroy(new ValidationError("context", `a Dockerfile over ${MAX_DOCKERFILE_BYTES} bytes`));
+      else chunks.push(chunk);
     });
     stream.on("end", () => {
       if (name === "Dockerfile") dockerfile = Buffer.concat(chunks).toString("utf8");

@@ -42,8 +42,6 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
       });
       v1.setErrorHandler(async (error, _request, reply) => {
         const [status, code] = statusOf(error);
-        // an upload refused before its end: the rest of it is not read, so the connection closes
-        if (status === 413) reply.header("connection", "close");
         await reply.code(status).send({ error: { code, message: (error as Error).message } });
       });
       v1.setNotFoundHandler(async (request, reply) => {
