@@ -24,9 +24,12 @@ export function serverJobScript(options: {
   serverScript: string;
   envFile: string;
   envType: string;
+  /** The instance's variables, exported by the script (never in sbatch's own environment). */
+  envVars?: Readonly<Record<string, string>>;
 }): string {
   return [
     "#!/bin/sh",
+    ...Object.entries(options.envVars ?? {}).map(([name, value]) => `export ${name}=${shellQuote(value)}`),
     'port_file="/tmp/affinetes-slurm-$SLURM_JOB_ID.port"',
     `export AFFINETES_ENV_PATH=${shellQuote(options.envFile)} AFFINETES_ENV_TYPE=${options.envType}`,
     'export AFFINETES_HOST=0.0.0.0 AFFINETES_PORT=0 AFFINETES_PORT_FILE="$port_file"',

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { InstanceGoneError, UnsupportedError } from "../../errors.js";
+import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
 import { followFile } from "../../util/follow-file.js";
 import { runShellCommand } from "../../util/run-command.js";
 import { shellQuote } from "../../util/shell-quote.js";
@@ -12,7 +12,13 @@ import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "
 import { LABELS } from "../labels.js";
 import type { RecordFolder } from "../record-folder.js";
 import type { Isolation } from "../process/isolation.js";
-import { isolationArgs } from "../process/isolation.js";
+import { SANDBOX_WORKDIR, sandboxCwd } from "../process/sandbox-cwd.js";
+import { sandboxVariables, validateSandboxEnv } from "../process/sandbox-env.js";
+import { removeSandboxFolders } from "../process/sandbox-folder.js";
+import { confinedLauncher } from "../process/sandbox-launcher.js";
+import type { SandboxNetwork } from "../sandbox-network.js";
+import { enterNetworkArgs } from "../sandbox-network.js";
+import { systemTool } from "../system-tool.js";
 import type { JobState, SlurmCommands } from "./slurm-cli.js";
 import { isActive, jobState, slurmCommand } from "./slurm-cli.js";
 
@@ -26,6 +32,10 @@ export interface SlurmRecord {
   container?: string;
   /** How a shell sandbox's commands are confined on the node. */
   isolation?: Isolation;
+  /** A shell sandbox's own network namespace, made by the job on its node. */
+  network?: SandboxNetwork;
+  /** A shell sandbox's variables, for every command, also after adoption by another client. */
+  envVars?: Record<string, string>;
   envName: string;
   envType: EnvType;
   /** The sandbox's working folder (commands start there). */
@@ -64,8 +74,13 @@ export class SlurmInstance implements Instance {
     readonly reused: boolean,
     private readonly commands: SlurmCommands,
     private readonly records: RecordFolder<SlurmRecord>,
-    private readonly envVars: Readonly<Record<string, string>> = {},
-  ) {}
+    envVars: Readonly<Record<string, string>> = {},
+  ) {
+    // the recorded variables first: an adopting client (a restarted service) knows none
+    this.envVars = { ...record.envVars, ...envVars };
+  }
+
+  private readonly envVars: Readonly<Record<string, string>>;
 
   get id(): string {
     return `slurm-${this.record.jobId}`;
@@ -107,14 +122,17 @@ export class SlurmInstance implements Instance {
    * so the step ends there too; a job that ended is reported as `InstanceGoneError`.
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    const cwd = options.cwd ?? this.record.workdir;
+    validateSandboxEnv(options.env, "env");
     const env = { ...this.envVars, ...options.env };
     const seconds =
       options.timeoutMs !== undefined ? Math.max(1, Math.ceil(options.timeoutMs / 1000)) : undefined;
-    const timeout = seconds !== undefined ? ["timeout", "-k", "5", String(seconds)] : [];
+    const timeout = seconds !== undefined ? [systemTool("timeout") ?? "timeout", "-k", "5", String(seconds)] : [];
     const wrap = [this.commands.srun, `--jobid=${this.record.jobId}`, "--overlap", "--quiet"];
+    const { isolation, network } = this.record;
     if (this.record.holds === "docker") {
-      const envFlags = Object.keys(env).flatMap((key) => ["-e", key]);
+      const cwd = options.cwd ?? this.record.workdir;
+      // values on docker's command line, never in its (or srun's) own environment
+      const envFlags = Object.entries(env).flatMap(([key, value]) => ["-e", `${key}=${value}`]);
       wrap.push(
         "docker",
         "exec",
@@ -124,14 +142,23 @@ export class SlurmInstance implements Instance {
         this.record.container ?? "",
       );
       wrap.push(...timeout); // inside the container: killing `docker exec` would not end the command
+    } else if (isolation) {
+      // the launcher runs on the node from "/", with the service's environment; the request's
+      // variables go in through the tool's own flag, the working directory is inside
+      const cwd = options.cwd !== undefined ? sandboxCwd(options.cwd, isolation.cwd, "cwd") : isolation.cwd;
+      const vars = sandboxVariables(SANDBOX_WORKDIR, this.tag, this.envVars, options.env);
+      wrap.push("--chdir=/", ...timeout, ...confinedLauncher(isolation, network, cwd, vars));
     } else {
+      const cwd = options.cwd ?? this.record.workdir;
+      if (cwd?.includes("\0")) throw new ValidationError("cwd", "a path holds no NUL bytes");
       if (cwd) wrap.push(`--chdir=${cwd}`);
-      wrap.push(...timeout);
-      if (this.record.isolation && cwd) wrap.push(...isolationArgs(this.record.isolation, cwd));
+      wrap.push(...timeout, ...(network ? enterNetworkArgs(network) : []));
+      // the variables apply to the command on the node, not to srun here
+      wrap.push(systemTool("env") ?? "env", ...Object.entries(env).map(([key, value]) => `${key}=${value}`));
     }
     const result = await runShellCommand(command, {
-      // srun exports the environment to the step; the tag marks what the command starts
-      env: { ...process.env, ...env, [INSTANCE_TAG_VARIABLE]: this.tag },
+      // srun exports the service's environment to the step; the tag marks what the command starts
+      env: { ...process.env, [INSTANCE_TAG_VARIABLE]: this.tag },
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs + BACKSTOP_MS } : {}),
       signal: options.signal,
       maxOutputBytes: options.maxOutputBytes,
@@ -242,6 +269,7 @@ export class SlurmInstance implements Instance {
       if (!state || (!isActive(state.state) && state.state !== "COMPLETING")) break;
       await sleep(50);
     }
+    await removeSandboxFolders(this.record.isolation?.folders.root);
     await this.records.remove(this.record.name);
   }
 }

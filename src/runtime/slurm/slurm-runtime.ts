@@ -11,8 +11,15 @@ import { Deadline } from "../../util/deadline.js";
 import { validateInstanceName } from "../instance-name.js";
 import type { Instance, InstanceInfo, InstanceSpec } from "../instance.js";
 import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
+import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
+import { networkHolderScript } from "../network-holder-script.js";
 import type { IsolationKind } from "../process/isolation.js";
-import { checkIsolation, isolationBinary } from "../process/isolation.js";
+import { relativeToWorkdir } from "../process/sandbox-cwd.js";
+import { createSandboxFolders, removeSandboxFolders, runsAsRoot } from "../process/sandbox-folder.js";
+import type { SandboxPlan } from "../process/sandbox-plan.js";
+import { planSandbox } from "../process/sandbox-plan.js";
+import type { NetworkTools } from "../sandbox-network.js";
+import { waitForNetwork } from "../wait-for-network.js";
 import { RecordFolder } from "../record-folder.js";
 import type { Runtime } from "../runtime.js";
 import { readinessClient, waitForReady } from "../wait-for-ready.js";
@@ -49,6 +56,10 @@ export interface SlurmRuntimeOptions {
   python?: string;
   /** The Slurm client commands (default from the PATH). */
   commands?: Partial<SlurmCommands>;
+  /** The isolation tool's binary (default its usual name); the nodes have it at the same path. */
+  isolationBinary?: string;
+  /** Folders whose subfolders may be given as a confined sandbox's image folder (see `ProcessRuntimeOptions`). */
+  imageRoots?: readonly string[];
 }
 
 const DEFAULT_START_TIMEOUT_MS = 300_000;
@@ -94,15 +105,16 @@ export class SlurmRuntime implements Runtime {
       if (spec.reuse !== false && !spec.forceRecreate && (await adopted.isRunning())) return adopted;
       await adopted.stop();
     }
-    const { record, folder } = await this.prepareRecord(name, spec);
-    const script = this.jobScript(record, spec, folder);
+    const { record, folder, plan } = await this.prepareRecord(name, spec);
     const instance = new SlurmInstance(record, false, this.commands, records, spec.envVars);
     try {
+      const script = this.jobScript(record, spec, folder, plan);
       record.jobId = await this.submit(record, spec, script);
       await records.write(record); // from here on, cleanup and `afs gc` can find the job
       const node = await this.waitRunning(record, deadline);
       // a running job has only begun `docker run`: commands need the container itself
       if (record.holds === "docker" && spec.serve === false) await this.waitContainer(record, deadline);
+      if (plan?.tools) await this.waitNetwork(instance, record, plan, deadline);
       if (spec.serve !== false) {
         record.endpoint = `http://${await nodeAddress(this.commands, node)}:${await this.serverPort(record, deadline)}`;
         await records.write(record);
@@ -111,7 +123,10 @@ export class SlurmRuntime implements Runtime {
       return instance;
     } catch (err) {
       if (record.jobId) await instance.stop();
-      else await records.remove(name);
+      else {
+        await records.remove(name);
+        await removeSandboxFolders(record.isolation?.folders.root);
+      }
       throw err;
     }
   }
@@ -167,11 +182,15 @@ export class SlurmRuntime implements Runtime {
 
   async close(): Promise<void> {}
 
-  /** The record of a new instance, with its folder; what the job holds follows the spec and the runtime's container. */
+  /**
+   * The record of a new instance, with its folder; what the job holds follows the spec and
+   * the runtime's container. A shell sandbox is planned (confinement, variables, network)
+   * before anything is made.
+   */
   private async prepareRecord(
     name: string,
     spec: InstanceSpec,
-  ): Promise<{ record: SlurmRecord; folder: EnvFolder | undefined }> {
+  ): Promise<{ record: SlurmRecord; folder: EnvFolder | undefined; plan: SandboxPlan | undefined }> {
     const serves = spec.serve !== false;
     const docker = this.container === "docker";
     if (serves && !docker && !spec.envPath)
@@ -185,10 +204,16 @@ export class SlurmRuntime implements Runtime {
       throw new UnsupportedError(
         `${this.container} confines shell sandboxes (serve: false), not method servers`,
       );
+    if (serves && !docker && spec.network !== undefined && spec.network !== "full")
+      throw new UnsupportedError(
+        'a method server on Slurm shares its node\'s network: only network "full" (shell sandboxes hold the others)',
+      );
+    const shell = !serves && !docker;
+    const plan = shell
+      ? await planSandbox(spec, this.container === "none" ? "none" : this.container, this.options)
+      : undefined;
     const folder = serves && !docker ? await readEnvFolder(spec.envPath as string, spec.envType) : undefined;
     await mkdir(records.dir(name), { recursive: true });
-    const workdir = spec.workdir ?? (docker ? undefined : join(records.dir(name), "work"));
-    if (workdir && !docker) await mkdir(workdir, { recursive: true });
     const record: SlurmRecord = {
       name,
       jobId: "",
@@ -204,22 +229,52 @@ export class SlurmRuntime implements Runtime {
         [LABELS.serve]: String(serves),
         ...ownerLabels(),
       },
-      ...(workdir ? { workdir } : {}),
       ...(spec.image ? { image: spec.image } : {}),
       ...(docker ? { container: `affinetes-slurm-${name}` } : {}),
+      ...(shell && spec.envVars ? { envVars: { ...spec.envVars } } : {}),
     };
-    if (this.container !== "none" && this.container !== "docker" && workdir) {
-      const binary = isolationBinary(this.container);
-      const image = checkIsolation(this.container, binary, spec.image);
-      const tmp = join(records.dir(name), "tmp");
-      await mkdir(tmp, { recursive: true });
-      record.isolation = { kind: this.container, binary, image, workdir, tmp };
+    try {
+      if (plan?.isolation) {
+        // the node must see them: one machine, or AFFINETES_SANDBOX_DIR on a shared file system
+        const folders = await createSandboxFolders(
+          name,
+          relativeToWorkdir(plan.isolation.cwd),
+          plan.policy.kind !== "none",
+        );
+        record.isolation = { ...plan.isolation, folders };
+        record.workdir = folders.workdir;
+      } else if (!docker) {
+        record.workdir = spec.workdir ?? join(records.dir(name), "work");
+        await mkdir(record.workdir, { recursive: true });
+      } else if (spec.workdir) {
+        record.workdir = spec.workdir;
+      }
+    } catch (err) {
+      await records.remove(name);
+      throw err;
     }
-    return { record, folder };
+    return { record, folder, plan };
   }
 
-  private jobScript(record: SlurmRecord, spec: InstanceSpec, folder: EnvFolder | undefined): string {
-    if (record.holds === "shell") return shellJobScript();
+  private jobScript(
+    record: SlurmRecord,
+    spec: InstanceSpec,
+    folder: EnvFolder | undefined,
+    plan: SandboxPlan | undefined,
+  ): string {
+    if (record.holds === "shell") {
+      // made inside the job, on the node: the sandbox's own network namespace
+      return plan?.tools
+        ? networkHolderScript({
+            tools: plan.tools,
+            policy: plan.policy,
+            rootless: !runsAsRoot(),
+            dir: records.dir(record.name),
+            idle: KEEP_ALIVE_SCRIPT,
+            tag: `"slurm-$SLURM_JOB_ID"`,
+          })
+        : shellJobScript();
+    }
     if (record.holds === "docker") {
       return dockerJobScript({
         container: record.container as string,
@@ -238,6 +293,7 @@ export class SlurmRuntime implements Runtime {
       serverScript: serverScriptPath(),
       envFile: folder.envFile,
       envType: folder.envType,
+      envVars: spec.envVars ?? {},
     });
   }
 
@@ -248,16 +304,19 @@ export class SlurmRuntime implements Runtime {
       `--job-name=${record.name}`,
       `--output=${jobLogFile(records, record.name)}`,
       `--comment=affinetes:${record.name}`,
-      ...(record.workdir && record.holds !== "docker" ? [`--chdir=${record.workdir}`] : []),
+      // a confined sandbox's job runs outside its folders (owned by the sandbox's user)
+      `--chdir=${record.isolation || !record.workdir || record.holds === "docker" ? records.dir(record.name) : record.workdir}`,
       ...(spec.cpus ? [`--cpus-per-task=${Math.ceil(spec.cpus)}`] : []),
       ...(spec.memoryBytes ? [`--mem=${Math.ceil(spec.memoryBytes / 2 ** 20)}M`] : []),
       ...(this.options.sbatchArgs ?? []),
       ...(spec.schedulerArgs ?? []),
     ];
-    // The job's environment is the submitter's (sbatch --export=ALL), with the instance's variables.
+    // The job's environment is the submitter's (sbatch --export=ALL). The instance's variables
+    // never apply to sbatch itself (an LD_PRELOAD would run on this machine): a shell sandbox's
+    // go in with each command, a server's are in its script; a Docker job reads them here.
     const out = await slurmCommand(this.commands.sbatch, args, {
       input: script,
-      env: { ...process.env, ...spec.envVars },
+      env: record.holds === "docker" ? { ...process.env, ...spec.envVars } : { ...process.env },
     });
     const jobId = out.trim().split(";")[0] ?? "";
     if (!/^\d+$/.test(jobId)) throw new InstanceStartError(record.name, `sbatch printed no job id: ${out}`);
@@ -281,6 +340,25 @@ export class SlurmRuntime implements Runtime {
       await deadline.sleep(interval).catch(() => undefined);
       state = await jobState(this.commands, record.jobId);
     }
+  }
+
+  /** Waits until the job has made the sandbox's network namespace on its node; records its pid. */
+  private async waitNetwork(
+    instance: SlurmInstance,
+    record: SlurmRecord,
+    plan: SandboxPlan,
+    deadline: Deadline,
+  ): Promise<void> {
+    const tools = plan.tools as NetworkTools;
+    const pid = await waitForNetwork({
+      instance: record.name,
+      dir: records.dir(record.name),
+      deadline,
+      running: () => instance.isRunning(),
+      logs: () => instance.logs({ tail: 20 }),
+    });
+    record.network = { policy: plan.policy.kind, pid, rootless: !runsAsRoot(), nsenter: tools.nsenter };
+    await records.write(record);
   }
 
   /** Waits until the job's container runs (checked on its node through a job step). */
