@@ -51,7 +51,7 @@ export function networkTools(policy: ResolvedNetworkPolicy, rootless: boolean): 
   if (rootless && policy.kind !== "none") {
     throw new UnsupportedError(
       `a sandbox's network "${policy.kind === "allow" ? "allowlist" : "full"}" needs the service to run as root ` +
-        "(its own network namespace with slirp4netns and iptables); as another user only network \"none\" is held",
+        '(its own network namespace with slirp4netns and iptables); as another user only network "none" is held',
     );
   }
   const need = (name: string, pkg: string): string => {

@@ -31,7 +31,9 @@ export async function waitForNetwork(options: {
     if (deadline.fired) {
       const cause = deadline.error();
       if (cause instanceof AbortedError) throw cause;
-      throw new InstanceStartError(instance, "its network was not ready in time", await options.logs(), { cause });
+      throw new InstanceStartError(instance, "its network was not ready in time", await options.logs(), {
+        cause,
+      });
     }
     await deadline.sleep(round < 100 ? 10 : 50).catch(() => undefined);
   }

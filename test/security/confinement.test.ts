@@ -6,7 +6,16 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Instance } from "../../src/runtime/instance.js";
@@ -19,6 +28,7 @@ import { killAndWait } from "../helpers/client-process.js";
 import { inCi } from "../helpers/docker.js";
 import type { Service } from "../helpers/service.js";
 import { call, run, serve, serviceDb } from "../helpers/service.js";
+import { repoRoot } from "../helpers/paths.js";
 import { hasSlurm } from "../helpers/slurm.js";
 import type { TestNetwork } from "../helpers/test-network.js";
 import { makeTestNetwork, probe } from "../helpers/test-network.js";
@@ -96,7 +106,10 @@ describe.skipIf(!ready)("bubblewrap sandboxes through the rollout service (afs s
         const res = await call(service, "/execute_command", { run_id: "cwd-ok", cmd: "pwd", cwd });
         expect(res.status, `${cwd}: ${JSON.stringify(res.json)}`).toBe(400);
       }
-      const sub = await call(service, "/execute_command", { run_id: "cwd-ok", cmd: "mkdir -p x && cd x && pwd" });
+      const sub = await call(service, "/execute_command", {
+        run_id: "cwd-ok",
+        cmd: "mkdir -p x && cd x && pwd",
+      });
       expect((sub.json.result as { output: string }).output).toBe("/workspace/repo/src/x\n");
       const relative = await call(service, "/execute_command", { run_id: "cwd-ok", cmd: "pwd", cwd: "x" });
       expect((relative.json.result as { output: string }).output).toBe("/workspace/repo/src/x\n");
@@ -109,7 +122,9 @@ describe.skipIf(!ready)("bubblewrap sandboxes through the rollout service (afs s
     const escaped = marker();
     expect((await start("env-attack")).status).toBe(200);
     try {
-      const host = recordOfRun("env-attack").isolation?.folders.workdir ?? "";
+      // where the sandbox's folder is on the host (before the fix, its own pwd said so)
+      const own = recordOfRun("env-attack").isolation as { folders?: { workdir: string } } | undefined;
+      const host = own?.folders?.workdir ?? (await run(service, "env-attack", "pwd")).trim();
       // the attacker's programs, named as every launcher the host might look up
       await run(
         service,
@@ -133,6 +148,7 @@ describe.skipIf(!ready)("bubblewrap sandboxes through the rollout service (afs s
       };
       const res = await call(service, "/execute_command", { run_id: "env-attack", cmd: "true", env });
       expect(res.status, JSON.stringify(res.json)).toBe(200);
+      expect(existsSync(escaped), "a program written in the sandbox ran on the host").toBe(false);
       // the variables did apply — inside: the command's shell was the attacker's sh, in the private /tmp ...
       expect(await run(service, "env-attack", `test -e ${escaped} && echo inside`)).toBe("inside\n");
       // ... and the instance's own env (start_instance) the same way
@@ -142,7 +158,11 @@ describe.skipIf(!ready)("bubblewrap sandboxes through the rollout service (afs s
       // ... but nothing ran outside the sandbox
       expect(existsSync(escaped)).toBe(false);
       for (const bad of [{ "A=B": "x" }, { "": "x" }, { X: "a\u0000b" }]) {
-        const refused = await call(service, "/execute_command", { run_id: "env-attack", cmd: "true", env: bad });
+        const refused = await call(service, "/execute_command", {
+          run_id: "env-attack",
+          cmd: "true",
+          env: bad,
+        });
         expect(refused.status, JSON.stringify(refused.json)).toBe(400);
       }
     } finally {
@@ -157,7 +177,11 @@ describe.skipIf(!ready)("bubblewrap sandboxes through the rollout service (afs s
       const port = new URL(service.url).port;
       // the probe works: the sandbox (network "full") reaches a server outside the host's loopback
       if (net) expect(await run(service, "loop", probe(servers.allowed))).toBe("allowed\n");
-      for (const url of [`${service.url}/health`, `http://10.0.2.2:${port}/health`, `http://localhost:${port}/health`]) {
+      for (const url of [
+        `${service.url}/health`,
+        `http://10.0.2.2:${port}/health`,
+        `http://localhost:${port}/health`,
+      ]) {
         expect(await run(service, "loop", probe(url))).toMatch(/^unreachable/);
       }
       const attack = [
@@ -190,8 +214,12 @@ describe.skipIf(!ready)("bubblewrap sandboxes through the rollout service (afs s
       for (const file of [...canaries, db, "/etc/shadow", "/root/.ssh/id_ed25519", "/etc/munge/munge.key"]) {
         expect(await run(service, "secrets", `cat ${file} 2>/dev/null || echo hidden`)).toBe("hidden\n");
       }
-      expect(await run(service, "secrets", "ls -d /root /home /var /srv /opt /run 2>/dev/null | wc -l")).toBe("0\n");
-      expect(await run(service, "secrets", `find / -xdev -name '*canary-${tag}*' 2>/dev/null | wc -l`)).toBe("0\n");
+      expect(await run(service, "secrets", "ls -d /root /home /var /srv /opt /run 2>/dev/null | wc -l")).toBe(
+        "0\n",
+      );
+      expect(await run(service, "secrets", `find / -xdev -name '*canary-${tag}*' 2>/dev/null | wc -l`)).toBe(
+        "0\n",
+      );
       expect(await run(service, "secrets", "id -u")).toBe("65534\n"); // nor could it read root's files if it saw them
     } finally {
       await call(service, "/close_instance", { run_id: "secrets" });
@@ -219,12 +247,15 @@ describe.skipIf(!ready)("network policy of bubblewrap sandboxes (process runtime
     await Promise.all(started.map((box) => box.stop()));
   });
 
-  it.skipIf(!net)("an allowlisted sandbox reaches the allowed server, not a second one on another port, nor the host's loopback", async () => {
-    const box = await sandbox({ allow: [`${net?.address}:${servers.allowedPort}`] });
-    expect(await answer(box, servers.allowed)).toBe("allowed");
-    expect(await answer(box, servers.other)).toMatch(/^unreachable/);
-    expect(await answer(box, servers.loopback)).toMatch(/^unreachable/);
-  });
+  it.skipIf(!net)(
+    "an allowlisted sandbox reaches the allowed server, not a second one on another port, nor the host's loopback",
+    async () => {
+      const box = await sandbox({ allow: [`${net?.address}:${servers.allowedPort}`] });
+      expect(await answer(box, servers.allowed)).toBe("allowed");
+      expect(await answer(box, servers.other)).toMatch(/^unreachable/);
+      expect(await answer(box, servers.loopback)).toMatch(/^unreachable/);
+    },
+  );
 
   it.skipIf(!net)('a "none" sandbox reaches nothing (its own loopback only)', async () => {
     const box = await sandbox("none");
@@ -263,7 +294,9 @@ describe.skipIf(!ready)("network policy of bubblewrap sandboxes (process runtime
     const slirpOf = (pids: number[]) =>
       pids.filter((pid) => {
         try {
-          return readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith(systemTool("slirp4netns") ?? "slirp4netns");
+          return readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith(
+            systemTool("slirp4netns") ?? "slirp4netns",
+          );
         } catch {
           return false;
         }
@@ -291,6 +324,34 @@ describe.skipIf(!ready)("network policy of bubblewrap sandboxes (process runtime
     expect(existsSync(left.record.isolation?.folders.root ?? "/")).toBe(false);
   });
 
+  it('a service that is not root holds "none" in a user namespace of its own, and refuses outbound policies', async () => {
+    const dist = join(repoRoot, "dist", "index.js");
+    const asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+    if (spawnSync("setpriv", [...asNobody, "test", "-r", dist]).status !== 0) return; // the checkout is private here
+    const dir = mkdtempSync(join(tmpdir(), "affinetes-rootless-"));
+    chmodSync(dir, 0o777);
+    writeFileSync(
+      join(dir, "run.mjs"),
+      [
+        `import { ProcessRuntime } from ${JSON.stringify(dist)};`,
+        'const runtime = new ProcessRuntime({ isolation: "bubblewrap" });',
+        'await runtime.start({ envName: "x", serve: false }).catch((e) => console.log("full:", e.code));',
+        'const box = await runtime.start({ envName: "x", serve: false, network: "none" });',
+        `console.log((await box.exec(${JSON.stringify(`id -u; ${probe(servers.allowed || "http://10.0.2.2:1/")}; ip link set lo down 2>/dev/null || echo kept`)})).stdout);`,
+        "await box.stop();",
+      ].join("\n"),
+    );
+    try {
+      const out = execFileSync("setpriv", [...asNobody, process.execPath, join(dir, "run.mjs")], {
+        encoding: "utf8",
+        env: { PATH: "/usr/bin:/bin", HOME: dir, AFFINETES_STATE_DIR: join(dir, "state") },
+      });
+      expect(out).toMatch(/^full: UNSUPPORTED\n65534\nunreachable \w+\nkept\n/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses what it cannot hold, before anything is made", async () => {
     await expect(
       new ProcessRuntime().start({ envName: "x", envPath: "examples/calculator", network: "none" }),
@@ -304,43 +365,53 @@ describe.skipIf(!ready)("network policy of bubblewrap sandboxes (process runtime
   });
 });
 
-describe.skipIf(!ready || !hasSlurm)("Slurm-hosted shell sandboxes hold the same policy (namespace made by the job on its node)", () => {
-  it.skipIf(!net)("bubblewrap with an allowlist: the allowed server only; host loopback and secrets out of reach; cwd inside", async () => {
-    const runtime = new SlurmRuntime({ container: "bubblewrap", sbatchArgs: ["--time=5"] });
-    await expect(runtime.start({ envName: "confine", serve: false, workdir: "/" })).rejects.toMatchObject({
-      code: "VALIDATION",
-    });
-    const box = await runtime.start({
-      envName: "confine",
-      serve: false,
-      workdir: "repo",
-      network: { allow: [`${net?.address}:${servers.allowedPort}`] },
-    });
-    try {
-      expect((await box.exec("pwd; id -u")).stdout).toBe("/workspace/repo\n65534\n");
-      expect((await box.exec(probe(servers.allowed))).stdout).toBe("allowed\n");
-      expect((await box.exec(probe(servers.other))).stdout).toMatch(/^unreachable/);
-      expect((await box.exec(probe(servers.loopback))).stdout).toMatch(/^unreachable/);
-      expect((await box.exec("cat /etc/munge/munge.key /etc/shadow 2>/dev/null || echo hidden")).stdout).toBe(
-        "hidden\n",
-      );
-      const escaped = marker();
-      await box.exec("true", { env: { LD_PRELOAD: "/nonexistent.so", PATH: "/workspace:/usr/bin:/bin" } });
-      expect(existsSync(escaped)).toBe(false);
-      await expect(box.exec("pwd", { cwd: "/" })).rejects.toMatchObject({ code: "VALIDATION" });
-    } finally {
-      await box.stop();
-    }
-  });
+describe.skipIf(!ready || !hasSlurm)(
+  "Slurm-hosted shell sandboxes hold the same policy (namespace made by the job on its node)",
+  () => {
+    it.skipIf(!net)(
+      "bubblewrap with an allowlist: the allowed server only; host loopback and secrets out of reach; cwd inside",
+      async () => {
+        const runtime = new SlurmRuntime({ container: "bubblewrap", sbatchArgs: ["--time=5"] });
+        await expect(runtime.start({ envName: "confine", serve: false, workdir: "/" })).rejects.toMatchObject(
+          {
+            code: "VALIDATION",
+          },
+        );
+        const box = await runtime.start({
+          envName: "confine",
+          serve: false,
+          workdir: "repo",
+          network: { allow: [`${net?.address}:${servers.allowedPort}`] },
+        });
+        try {
+          expect((await box.exec("pwd; id -u")).stdout).toBe("/workspace/repo\n65534\n");
+          expect((await box.exec(probe(servers.allowed))).stdout).toBe("allowed\n");
+          expect((await box.exec(probe(servers.other))).stdout).toMatch(/^unreachable/);
+          expect((await box.exec(probe(servers.loopback))).stdout).toMatch(/^unreachable/);
+          expect(
+            (await box.exec("cat /etc/munge/munge.key /etc/shadow 2>/dev/null || echo hidden")).stdout,
+          ).toBe("hidden\n");
+          const escaped = marker();
+          await box.exec("true", {
+            env: { LD_PRELOAD: "/nonexistent.so", PATH: "/workspace:/usr/bin:/bin" },
+          });
+          expect(existsSync(escaped)).toBe(false);
+          await expect(box.exec("pwd", { cwd: "/" })).rejects.toMatchObject({ code: "VALIDATION" });
+        } finally {
+          await box.stop();
+        }
+      },
+    );
 
-  it.skipIf(!net)('a plain shell job (container "none") with network "none" reaches nothing', async () => {
-    const runtime = new SlurmRuntime({ sbatchArgs: ["--time=5"] });
-    const box = await runtime.start({ envName: "confine", serve: false, network: "none" });
-    try {
-      expect((await box.exec(probe(servers.allowed))).stdout).toMatch(/^unreachable/);
-      expect((await box.exec(probe(servers.loopback))).stdout).toMatch(/^unreachable/);
-    } finally {
-      await box.stop();
-    }
-  });
-});
+    it.skipIf(!net)('a plain shell job (container "none") with network "none" reaches nothing', async () => {
+      const runtime = new SlurmRuntime({ sbatchArgs: ["--time=5"] });
+      const box = await runtime.start({ envName: "confine", serve: false, network: "none" });
+      try {
+        expect((await box.exec(probe(servers.allowed))).stdout).toMatch(/^unreachable/);
+        expect((await box.exec(probe(servers.loopback))).stdout).toMatch(/^unreachable/);
+      } finally {
+        await box.stop();
+      }
+    });
+  },
+);

@@ -71,7 +71,8 @@ export function bubblewrapRootArgs(image: string, resolvConf: string): string[] 
     if (!OWN_ENTRIES.has(name)) args.push(...entryArgs(image, name));
   }
   // the NAT's resolver, where the image has a file to cover (nothing can be made in its read-only /etc)
-  if (kindOf(join(image, "etc", "resolv.conf")) === "file") args.push("--ro-bind", resolvConf, "/etc/resolv.conf");
+  if (kindOf(join(image, "etc", "resolv.conf")) === "file")
+    args.push("--ro-bind", resolvConf, "/etc/resolv.conf");
   return args;
 }
 

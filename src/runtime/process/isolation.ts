@@ -86,7 +86,8 @@ export function checkIsolation(
   }
   if (!image) throw new ValidationError("image", `a ${kind} sandbox needs an image`);
   if (image.includes("\0") || image.startsWith("-")) throw new ValidationError("image", "not an image name");
-  if ((kind === "apptainer" || kind === "singularity") && isFolder(image)) return allowedFolder(image, imageRoots);
+  if ((kind === "apptainer" || kind === "singularity") && isFolder(image))
+    return allowedFolder(image, imageRoots);
   return image;
 }
 
@@ -170,7 +171,10 @@ function allowedFolder(folder: string, imageRoots: readonly string[]): string {
     );
   }
   if (process.getuid?.() === 0 && (statSync(real).mode & 0o005) !== 0o005) {
-    throw new ValidationError("image", `${folder} must be readable by everyone: commands run as an unprivileged user`);
+    throw new ValidationError(
+      "image",
+      `${folder} must be readable by everyone: commands run as an unprivileged user`,
+    );
   }
   return real;
 }

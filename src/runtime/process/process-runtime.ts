@@ -362,7 +362,11 @@ async function spawnHolder(
   const log = await open(logFile(name), "a");
   let child: ChildProcess;
   try {
-    child = spawn("/bin/sh", ["-c", script], { ...options, stdio: ["ignore", log.fd, log.fd], detached: true });
+    child = spawn("/bin/sh", ["-c", script], {
+      ...options,
+      stdio: ["ignore", log.fd, log.fd],
+      detached: true,
+    });
   } finally {
     await log.close();
   }

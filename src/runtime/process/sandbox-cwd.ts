@@ -12,7 +12,9 @@ export const SANDBOX_WORKDIR = "/workspace";
  */
 export function sandboxCwd(given: string, base: string, option: string): string {
   if (given.includes("\0")) throw new ValidationError(option, "a path holds no NUL bytes");
-  const path = posix.normalize(posix.isAbsolute(given) ? given : posix.join(base, given)).replace(/(.)\/$/, "$1");
+  const path = posix
+    .normalize(posix.isAbsolute(given) ? given : posix.join(base, given))
+    .replace(/(.)\/$/, "$1");
   if (path !== SANDBOX_WORKDIR && !path.startsWith(`${SANDBOX_WORKDIR}/`)) {
     throw new ValidationError(
       option,

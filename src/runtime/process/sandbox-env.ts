@@ -15,7 +15,10 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export function validateSandboxEnv(env: Readonly<Record<string, string>> | undefined, option: string): void {
   for (const [name, value] of Object.entries(env ?? {})) {
     if (!NAME.test(name)) {
-      throw new ValidationError(option, `variable names are identifiers ([A-Za-z_][A-Za-z0-9_]*): ${JSON.stringify(name)}`);
+      throw new ValidationError(
+        option,
+        `variable names are identifiers ([A-Za-z_][A-Za-z0-9_]*): ${JSON.stringify(name)}`,
+      );
     }
     if (name === INSTANCE_TAG_VARIABLE) throw new ValidationError(option, `${name} is reserved`);
     if (typeof value !== "string" || value.includes("\0")) {
@@ -50,7 +53,8 @@ export function sandboxVariables(
     ["PATH", SANDBOX_PATH],
     ["HOME", home],
   ]);
-  for (const layer of layers) for (const [name, value] of Object.entries(layer ?? {})) merged.set(name, value);
+  for (const layer of layers)
+    for (const [name, value] of Object.entries(layer ?? {})) merged.set(name, value);
   merged.set(INSTANCE_TAG_VARIABLE, tag);
   return [...merged];
 }

@@ -44,7 +44,11 @@ export function runsAsRoot(): boolean {
  * own working directory) and /tmp, owned by the user its commands run as; `dns` writes the
  * user-mode NAT's resolver into its resolv.conf.
  */
-export async function createSandboxFolders(name: string, subfolder: string, dns: boolean): Promise<SandboxFolders> {
+export async function createSandboxFolders(
+  name: string,
+  subfolder: string,
+  dns: boolean,
+): Promise<SandboxFolders> {
   const area = sandboxArea();
   await checkedArea(area);
   const root = join(area, `${name}-${randomBytes(4).toString("hex")}`);

@@ -40,7 +40,9 @@ export async function planSandbox(
     if (runsAsRoot() && !setpriv) {
       throw new RuntimeUnavailableError("sandbox", "setpriv is not installed (apt-get install util-linux)");
     }
-    const user = runsAsRoot() ? { ...SANDBOX_USER } : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const user = runsAsRoot()
+      ? { ...SANDBOX_USER }
+      : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
     isolation = { kind, binary, image, cwd, user, ...(setpriv ? { setpriv } : {}) };
   } else if (spec.workdir?.includes("\0")) {
     throw new ValidationError("workdir", "a path holds no NUL bytes");

@@ -126,7 +126,8 @@ export class SlurmInstance implements Instance {
     const env = { ...this.envVars, ...options.env };
     const seconds =
       options.timeoutMs !== undefined ? Math.max(1, Math.ceil(options.timeoutMs / 1000)) : undefined;
-    const timeout = seconds !== undefined ? [systemTool("timeout") ?? "timeout", "-k", "5", String(seconds)] : [];
+    const timeout =
+      seconds !== undefined ? [systemTool("timeout") ?? "timeout", "-k", "5", String(seconds)] : [];
     const wrap = [this.commands.srun, `--jobid=${this.record.jobId}`, "--overlap", "--quiet"];
     const { isolation, network } = this.record;
     if (this.record.holds === "docker") {
