@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, chown, lstat, mkdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { stateDir } from "../../config.js";
 import { RuntimeUnavailableError } from "../../errors.js";
 
@@ -50,9 +50,17 @@ export async function createSandboxFolders(
   dns: boolean,
 ): Promise<SandboxFolders> {
   const area = sandboxArea();
-  await checkedArea(area);
   const root = join(area, `${name}-${randomBytes(4).toString("hex")}`);
-  await mkdir(root); // fails when it exists: never someone else's folder
+  for (let attempt = 0; ; attempt++) {
+    await checkedArea(area);
+    try {
+      await mkdir(root); // fails when it exists: never someone else's folder
+      break;
+    } catch (err) {
+      // the last sandbox's removal took the empty area away meanwhile: make it again
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || attempt > 2) throw err;
+    }
+  }
   try {
     await chmod(root, 0o711); // commands (nobody) pass through, list nothing
     const folders: SandboxFolders = {
@@ -77,9 +85,11 @@ export async function createSandboxFolders(
   }
 }
 
-/** Removes a sandbox's folders (whatever its commands left there). */
+/** Removes a sandbox's folders (whatever its commands left there), and the area once empty. */
 export async function removeSandboxFolders(root: string | undefined): Promise<void> {
-  if (root) await rm(root, { recursive: true, force: true });
+  if (!root) return;
+  await rm(root, { recursive: true, force: true });
+  await rmdir(dirname(root)).catch(() => undefined); // another sandbox's folder is still there
 }
 
 async function ownFolder(path: string): Promise<void> {
