@@ -3,8 +3,8 @@
  * a second of the deadline, whatever the command leaves behind; a huge timeout means
  * "never", not "now". Each attack runs against the real thing: a local process (plain and
  * a sandbox of the process runtime, bubblewrap-confined too), a container of the local
- * Docker engine, an SSH host (c), a Slurm job (a shell, and a container), and once
- * through `afs serve`.
+ * Docker engine and of host c's (over SSH), SSH host c itself, a Slurm job (a shell, and
+ * a container), and once through `afs serve`.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomInt } from "node:crypto";
@@ -164,6 +164,19 @@ timeoutAttacks("a local Docker container", !hasDocker, async () =>
   instanceTarget(
     await new DockerRuntime().start({ envName: "timeouts", image: testBaseImage, serve: false }),
   ),
+);
+
+timeoutAttacks(
+  `a container of the Docker engine on SSH host ${deployHosts[0].url}`,
+  !hasDeployHosts,
+  async () =>
+    instanceTarget(
+      await new DockerRuntime({ connection: { ssh: deployHosts[0].url } }).start({
+        envName: "timeouts",
+        image: testBaseImage,
+        serve: false,
+      }),
+    ),
 );
 
 timeoutAttacks(`an SSH host (${deployHosts[0].url})`, !hasDeployHosts, async () => {
