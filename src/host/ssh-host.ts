@@ -136,7 +136,7 @@ export class SshHost extends EventEmitter {
       stderr: stderr.text(),
       exitCode: timedOut ? TIMEOUT_EXIT_CODE : code,
       timedOut,
-      truncated: stdout.truncated || stderr.truncated,
+      truncated: stdout.truncated || stderr.truncated || end.cutShort,
     };
   }
 

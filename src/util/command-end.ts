@@ -26,11 +26,12 @@ export class CommandEnd {
   readonly ended: Promise<void>;
   private resolve!: () => void;
   private done = false;
-  private exitSeen = false;
   private lastOutput = Date.now();
   private quietTimer: NodeJS.Timeout | undefined;
   private limitTimer: NodeJS.Timeout | undefined;
   private limitAt = Number.POSITIVE_INFINITY;
+  private exitedAt: number | undefined;
+  private cut = false;
 
   constructor() {
     this.ended = new Promise((resolve) => (this.resolve = resolve));
@@ -43,8 +44,8 @@ export class CommandEnd {
 
   /** The command's shell exited (its output may stay open). */
   exited(): void {
-    if (this.exitSeen || this.done) return;
-    this.exitSeen = true;
+    if (this.exitedAt !== undefined || this.done) return;
+    this.exitedAt = Date.now();
     this.limit(MAX_WAIT_AFTER_EXIT_MS);
     this.watchQuiet(QUIET_AFTER_EXIT_MS);
   }
@@ -60,7 +61,19 @@ export class CommandEnd {
     if (this.done || at >= this.limitAt) return;
     this.limitAt = at;
     clearTimeout(this.limitTimer);
-    this.limitTimer = setTimeout(() => this.finish(), ms);
+    this.limitTimer = setTimeout(() => {
+      // still flowing: some output after the exit was not waited for
+      this.cut = this.exitedAt !== undefined && Date.now() - this.lastOutput < QUIET_AFTER_EXIT_MS;
+      this.finish();
+    }, ms);
+  }
+
+  /**
+   * Whether the call ended while output was still arriving after the shell's exit (a
+   * background process writing on): what it wrote later is not in the result.
+   */
+  get cutShort(): boolean {
+    return this.cut;
   }
 
   private watchQuiet(ms: number): void {

@@ -36,8 +36,9 @@ export const TIMEOUT_EXIT_CODE = 124;
  * through `signal` does the same and rejects with `AbortedError`.
  *
  * A command that exits leaving a background process holding its output (`cmd &`) returns
- * once that output has been quiet briefly (see `CommandEnd`); the output is then closed,
- * so such a process should write elsewhere (`cmd > log 2>&1 &`), as with `nohup`.
+ * once that output has been quiet briefly (see `CommandEnd`; `truncated` when it was cut
+ * while still flowing). The output is then closed, so such a process should write
+ * elsewhere (`cmd > log 2>&1 &`), as with `nohup`: a later write to it fails (SIGPIPE).
  */
 export function runShellCommand(command: string, options: RunCommandOptions = {}): Promise<ExecResult> {
   if (options.signal?.aborted) return Promise.reject(new AbortedError("command"));
@@ -116,7 +117,7 @@ async function collect(child: ChildProcess, tag: string, options: RunCommandOpti
     stderr: stderr.text(),
     exitCode: timedOut ? TIMEOUT_EXIT_CODE : exitCode(exit),
     timedOut,
-    truncated: stdout.truncated || stderr.truncated,
+    truncated: stdout.truncated || stderr.truncated || end.cutShort,
   };
 }
 

@@ -56,6 +56,7 @@ describe("CommandEnd: when a command's call is over", () => {
     expect(quietOver()).toBe(false); // output came: the quiet starts again
     await vi.advanceTimersByTimeAsync(100);
     expect(quietOver()).toBe(true);
+    expect(quiet.cutShort).toBe(false);
 
     const chatty = new CommandEnd();
     const chattyOver = watch(chatty);
@@ -67,6 +68,7 @@ describe("CommandEnd: when a command's call is over", () => {
     expect(chattyOver()).toBe(false);
     await vi.advanceTimersByTimeAsync(200);
     expect(chattyOver()).toBe(true); // a background process writing on does not hold the call
+    expect(chatty.cutShort).toBe(true); // and the result says output was left out
   });
 
   it("limit() ends it whatever is still open; an earlier limit stands", async () => {

@@ -112,8 +112,10 @@ export class SlurmInstance implements Instance {
    * one, confined when the sandbox is. Past `timeoutMs` (or on an abort) the command's
    * processes are killed on the node, also those that left its process group (they all
    * carry its tag), and the call returns within a second; the node's own `timeout`, a
-   * little later, is the backstop should this process be gone. A job that ended is
-   * reported as `InstanceGoneError`.
+   * little later, is the backstop should this process be gone. Unlike the other runtimes, a
+   * command leaving a background process on its output (`cmd &`) returns only once that
+   * output closes or at its timeout (srun waits for the step's output): redirect it
+   * (`cmd > log 2>&1 &`). A job that ended is reported as `InstanceGoneError`.
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const cwd = options.cwd ?? this.record.workdir;
