@@ -4,9 +4,15 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
 import { followFile } from "../../util/follow-file.js";
+import { KILL_WAIT_MS } from "../../util/command-end.js";
+import { timerDelay } from "../../util/deadline.js";
 import { runShellCommand } from "../../util/run-command.js";
 import { shellQuote } from "../../util/shell-quote.js";
-import { INSTANCE_TAG_VARIABLE } from "../../util/tagged-processes.js";
+import {
+  COMMAND_TAG_VARIABLE,
+  INSTANCE_TAG_VARIABLE,
+  KILL_TAGGED_SCRIPT,
+} from "../../util/tagged-processes.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
 import { LABELS } from "../labels.js";
@@ -60,8 +66,8 @@ const SRUN_TASK_REPORT =
   /^srun: (error: \S+: tasks? [\d,-]+: (Exited with exit code \d+|Killed|Terminated)|Job step aborted.*|Force Terminated.*|launch\/slurm: _step_signal: .*)\n/gm;
 
 const WATCH_INTERVAL_MS = 2_000;
-/** How long past a command's timeout the client waits for the node to report it. */
-const BACKSTOP_MS = 15_000;
+/** How long past a command's timeout the node's own `timeout` ends it, should this process not. */
+const NODE_BACKSTOP_S = 5;
 const STOP_WAIT_MS = 30_000;
 
 /** An instance held by a Slurm job: commands run as job steps (`srun --jobid --overlap`). */
@@ -118,14 +124,21 @@ export class SlurmInstance implements Instance {
 
   /**
    * Runs `command` as a step of the job, on its node: in the container when the job holds
-   * one, confined when the sandbox is. The timeout is enforced on the node (`timeout`),
-   * so the step ends there too; a job that ended is reported as `InstanceGoneError`.
+   * one, confined when the sandbox is. Past `timeoutMs` (or on an abort) the command's
+   * processes are killed on the node, also those that left its process group (they all
+   * carry its tag), and the call returns within a second; the node's own `timeout`, a
+   * little later, is the backstop should this process be gone. Unlike the other runtimes, a
+   * command leaving a background process on its output (`cmd &`) returns only once that
+   * output closes or at its timeout (srun waits for the step's output): redirect it
+   * (`cmd > log 2>&1 &`). A job that ended is reported as `InstanceGoneError`.
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     validateSandboxEnv(options.env, "env");
     const env = { ...this.envVars, ...options.env };
     const seconds =
-      options.timeoutMs !== undefined ? Math.max(1, Math.ceil(options.timeoutMs / 1000)) : undefined;
+      options.timeoutMs !== undefined
+        ? Math.ceil(timerDelay(options.timeoutMs) / 1000) + NODE_BACKSTOP_S
+        : undefined;
     const timeout =
       seconds !== undefined ? [systemTool("timeout") ?? "timeout", "-k", "5", String(seconds)] : [];
     const wrap = [this.commands.srun, `--jobid=${this.record.jobId}`, "--overlap", "--quiet"];
@@ -158,12 +171,14 @@ export class SlurmInstance implements Instance {
       wrap.push(systemTool("env") ?? "env", ...Object.entries(env).map(([key, value]) => `${key}=${value}`));
     }
     const result = await runShellCommand(command, {
-      // srun exports the service's environment to the step; the tag marks what the command starts
+      // srun exports the service's environment to the step, never the request's; the tag
+      // marks what the command starts
       env: { ...process.env, [INSTANCE_TAG_VARIABLE]: this.tag },
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs + BACKSTOP_MS } : {}),
+      timeoutMs: options.timeoutMs,
       signal: options.signal,
       maxOutputBytes: options.maxOutputBytes,
       wrap,
+      kill: (tag) => this.killCommand(tag),
     });
     if (result.exitCode !== 0 && /^srun: error:/m.test(result.stderr)) {
       const state = await this.settledState();
@@ -174,11 +189,21 @@ export class SlurmInstance implements Instance {
         );
       }
     }
-    return {
-      ...result,
-      stderr: result.stderr.replace(SRUN_TASK_REPORT, ""),
-      timedOut: result.timedOut || (seconds !== undefined && result.exitCode === 124),
-    };
+    return { ...result, stderr: result.stderr.replace(SRUN_TASK_REPORT, "") };
+  }
+
+  /**
+   * Kills, on the node, one command's processes: those carrying its tag, in the container
+   * when the job holds one (see `KILL_TAGGED_SCRIPT`).
+   */
+  private async killCommand(tag: string): Promise<void> {
+    const kill = ["sh", "-c", KILL_TAGGED_SCRIPT, "sh", COMMAND_TAG_VARIABLE, tag];
+    const inContainer = this.record.holds === "docker" ? ["docker", "exec", this.record.container ?? ""] : [];
+    await slurmCommand(
+      this.commands.srun,
+      [`--jobid=${this.record.jobId}`, "--overlap", "--quiet", ...inContainer, ...kill],
+      { timeoutMs: KILL_WAIT_MS },
+    ).catch(() => undefined); // the job may have ended: nothing left to kill
   }
 
   async logs(options: { tail?: number } = {}): Promise<string> {
