@@ -44,13 +44,6 @@ export function taggedProcesses(name: string, value: string): number[] {
   return pids;
 }
 
-/** Sends `signal` to every process tagged `name=value`; returns how many there were. */
-export function signalTagged(name: string, value: string, signal: NodeJS.Signals): number {
-  const pids = taggedProcesses(name, value);
-  for (const pid of pids) send(pid, signal);
-  return pids.length;
-}
-
 /** Rounds of stopping before the kill: each catches what forked while the last was looked at. */
 const MAX_ROUNDS = 20;
 

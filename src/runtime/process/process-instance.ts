@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
 import { runShellCommand } from "../../util/run-command.js";
-import { INSTANCE_TAG_VARIABLE, signalTagged } from "../../util/tagged-processes.js";
+import { INSTANCE_TAG_VARIABLE, killTagged } from "../../util/tagged-processes.js";
 import { followFile } from "../../util/follow-file.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
@@ -143,7 +143,7 @@ export class ProcessInstance implements Instance {
   stopSync(): void {
     if (this.stopping) return;
     this.signalGroup("SIGKILL");
-    signalTagged(INSTANCE_TAG_VARIABLE, this.tag, "SIGKILL");
+    killTagged(INSTANCE_TAG_VARIABLE, this.tag);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -153,7 +153,7 @@ export class ProcessInstance implements Instance {
   private async terminate(): Promise<void> {
     this.signalGroup("SIGTERM");
     if (!(await this.exited(STOP_GRACE_MS))) this.signalGroup("SIGKILL");
-    signalTagged(INSTANCE_TAG_VARIABLE, this.tag, "SIGKILL");
+    killTagged(INSTANCE_TAG_VARIABLE, this.tag);
     await removeSandboxFolders(this.record.isolation?.folders.root);
     await removeInstanceDir(this.record.name);
   }
