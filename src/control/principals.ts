@@ -4,24 +4,47 @@ import { z } from "zod";
 import { ValidationError } from "../errors.js";
 import { parseOptions } from "../util/validate.js";
 
+/**
+ * What a key may start in the rollout service. A list given here replaces the default;
+ * a list left out keeps it (see `Principal.allow`).
+ */
+export interface PrincipalAllow {
+  /** The `container_type`s it may start (default: every type but `local` for a non-admin key; all for an admin). */
+  containerTypes?: readonly string[];
+  /** The predefined environments (`--environments` entry names) it may name (default: all). */
+  environments?: readonly string[];
+}
+
 /** Who a request acts for: the owner of its API key. */
 export interface Principal {
   name: string;
   /** May see and change everything. */
   admin: boolean;
+  /** What it may start, when the operator narrowed (or widened) the default. */
+  allow?: PrincipalAllow;
 }
 
 /** Without any key configured (loopback only), every request acts for this one. */
 export const ANONYMOUS: Principal = { name: "anonymous", admin: true };
 
+const names = z.array(z.string().min(1).max(200)).max(1000);
+
 const keysFile = z.record(
   z.string().min(16, "API keys are at least 16 characters"),
-  z.union([z.string().min(1), z.strictObject({ name: z.string().min(1), admin: z.boolean().optional() })]),
+  z.union([
+    z.string().min(1),
+    z.strictObject({
+      name: z.string().min(1),
+      admin: z.boolean().optional(),
+      allow: z.strictObject({ container_types: names.optional(), environments: names.optional() }).optional(),
+    }),
+  ]),
 );
 
 /**
  * The service's API keys and their principals: `--api-key KEY` (the admin) and
- * `--api-keys keys.json` (`{"<key>": "alice", "<key>": {"name": "ops", "admin": true}}`).
+ * `--api-keys keys.json` (`{"<key>": "alice", "<key>": {"name": "ops", "admin": true},
+ * "<key>": {"name": "bob", "allow": {"container_types": ["docker"], "environments": ["swe"]}}}`).
  */
 export class ApiKeys {
   private readonly keys: Array<{ key: Buffer; principal: Principal }>;
@@ -43,11 +66,10 @@ export class ApiKeys {
       for (const [key, who] of Object.entries(
         parseOptions(keysFile, json, `--api-keys ${options.apiKeysFile}`),
       )) {
-        const principal =
-          typeof who === "string"
-            ? { name: who, admin: false }
-            : { name: who.name, admin: who.admin ?? false };
-        entries.push({ key, principal });
+        entries.push({
+          key,
+          principal: typeof who === "string" ? { name: who, admin: false } : principalOf(who),
+        });
       }
     }
     return new ApiKeys(entries);
@@ -56,6 +78,11 @@ export class ApiKeys {
   /** Whether requests must carry a key. */
   get required(): boolean {
     return this.keys.length > 0;
+  }
+
+  /** Every principal a key names (each once per key). */
+  get principals(): Principal[] {
+    return this.keys.map((k) => k.principal);
   }
 
   /** The principal of `Authorization: Bearer <key>`; undefined when the key is missing or unknown. */
@@ -67,4 +94,16 @@ export class ApiKeys {
     // constant time per key: how much of a key matched must not show in the answer's timing
     return this.keys.find((k) => k.key.length === given.length && timingSafeEqual(k.key, given))?.principal;
   }
+}
+
+function principalOf(who: {
+  name: string;
+  admin?: boolean | undefined;
+  allow?: { container_types?: string[] | undefined; environments?: string[] | undefined } | undefined;
+}): Principal {
+  const allow: PrincipalAllow = {
+    ...(who.allow?.container_types ? { containerTypes: who.allow.container_types } : {}),
+    ...(who.allow?.environments ? { environments: who.allow.environments } : {}),
+  };
+  return { name: who.name, admin: who.admin ?? false, ...(who.allow ? { allow } : {}) };
 }

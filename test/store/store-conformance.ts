@@ -133,7 +133,11 @@ export function storeConformance(target: StoreTarget): void {
       await store.admit(record("kept", { resources: { cpus: 1 }, principal: "bob" }), {});
       await store.close();
       store = await (target.reopen as () => Promise<InstanceStore>)();
-      expect(await store.get("kept")).toMatchObject({ runId: "kept", resources: { cpus: 1 }, principal: "bob" });
+      expect(await store.get("kept")).toMatchObject({
+        runId: "kept",
+        resources: { cpus: 1 },
+        principal: "bob",
+      });
     });
   });
 }
