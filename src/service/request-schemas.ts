@@ -84,15 +84,29 @@ const path = (what: string) =>
     .min(1)
     .refine((s) => !hasControl(s), { message: `${what} must not contain control characters` });
 
-const envName = z
-  .string()
-  .max(L.maxEnvNameLength)
-  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "environment variable names are identifiers ([A-Za-z_][A-Za-z0-9_]*)")
-  .refine((k) => k !== "__proto__", { message: "__proto__ is not a variable name" });
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RESOURCE_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+/**
+ * A record whose keys match `pattern`: checked here rather than by a key schema, so the
+ * error names the key and says what a key must be (zod's own says "Invalid key in record").
+ * (A `__proto__` key never arrives: the body parser refuses it, and zod drops it.)
+ */
+function keyedRecord<V extends z.ZodType>(value: V, pattern: RegExp, what: string) {
+  return z.record(z.string(), value).superRefine((record, ctx) => {
+    for (const key of Object.keys(record)) {
+      if (!pattern.test(key))
+        ctx.addIssue({ code: "custom", path: [key], message: `${JSON.stringify(key)} is not ${what}` });
+    }
+  });
+}
 
 /** Environment variables: identifiers to strings, bounded in count and size. */
-export const envSchema = z
-  .record(envName, text(L.maxEnvValueBytes, "an environment variable's value"))
+export const envSchema = keyedRecord(
+  text(L.maxEnvValueBytes, "an environment variable's value"),
+  ENV_NAME,
+  "a variable name (identifiers: [A-Za-z_][A-Za-z0-9_]*)",
+)
   .refine((env) => Object.keys(env).length <= L.maxEnvEntries, {
     message: `at most ${L.maxEnvEntries} environment variables`,
   })
@@ -102,15 +116,11 @@ export const envSchema = z
     { message: `environment variables take at most ${L.maxEnvTotalBytes} bytes together` },
   );
 
-const resources = z
-  .record(
-    z
-      .string()
-      .max(64)
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "resource keys are identifiers")
-      .refine((k) => k !== "__proto__", { message: "__proto__ is not a resource key" }),
-    z.number().nonnegative().max(L.maxResourceAmount),
-  )
+const resources = keyedRecord(
+  z.number().nonnegative().max(L.maxResourceAmount),
+  RESOURCE_KEY,
+  "a resource key (identifiers of at most 64 characters)",
+)
   .refine((r) => Object.keys(r).length <= L.maxResourceKeys, {
     message: `at most ${L.maxResourceKeys} resource keys`,
   })
