@@ -2,7 +2,6 @@ import { timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ValidationError } from "../errors.js";
-import { parseOptions } from "../util/validate.js";
 
 /**
  * What a key may start in the rollout service. A list given here replaces the default;
@@ -29,17 +28,18 @@ export const ANONYMOUS: Principal = { name: "anonymous", admin: true };
 
 const names = z.array(z.string().min(1).max(200)).max(1000);
 
-const keysFile = z.record(
-  z.string().min(16, "API keys are at least 16 characters"),
-  z.union([
-    z.string().min(1),
-    z.strictObject({
-      name: z.string().min(1),
-      admin: z.boolean().optional(),
-      allow: z.strictObject({ container_types: names.optional(), environments: names.optional() }).optional(),
-    }),
-  ]),
+/** A key's entry: its principal's name, or `{name, admin?, allow?}`. */
+const keyEntry = z.preprocess(
+  (v) => (typeof v === "string" ? { name: v } : v),
+  z.strictObject({
+    name: z.string().min(1).max(200),
+    admin: z.boolean().optional(),
+    allow: z.strictObject({ container_types: names.optional(), environments: names.optional() }).optional(),
+  }),
 );
+
+/** The shortest API key accepted: shorter ones can be guessed. */
+const MIN_KEY_LENGTH = 16;
 
 /**
  * The service's API keys and their principals: `--api-key KEY` (the admin) and
@@ -63,14 +63,7 @@ export class ApiKeys {
       } catch (err) {
         throw new ValidationError("--api-keys", `${options.apiKeysFile}: ${(err as Error).message}`);
       }
-      for (const [key, who] of Object.entries(
-        parseOptions(keysFile, json, `--api-keys ${options.apiKeysFile}`),
-      )) {
-        entries.push({
-          key,
-          principal: typeof who === "string" ? { name: who, admin: false } : principalOf(who),
-        });
-      }
+      entries.push(...parseKeysFile(json, options.apiKeysFile));
     }
     return new ApiKeys(entries);
   }
@@ -94,6 +87,37 @@ export class ApiKeys {
     // constant time per key: how much of a key matched must not show in the answer's timing
     return this.keys.find((k) => k.key.length === given.length && timingSafeEqual(k.key, given))?.principal;
   }
+}
+
+/**
+ * The entries of a keys file. Errors name the principal (or the entry's position), never
+ * the key: a key must not end up in a terminal or a log.
+ */
+function parseKeysFile(json: unknown, file: string): Array<{ key: string; principal: Principal }> {
+  if (json === null || typeof json !== "object" || Array.isArray(json))
+    throw new ValidationError("--api-keys", `${file}: expected {"<key>": "<name>" or {"name": ...}, ...}`);
+  return Object.entries(json).map(([key, who], i) => {
+    const label =
+      typeof who === "string"
+        ? who
+        : typeof (who as { name?: unknown } | null)?.name === "string"
+          ? (who as { name: string }).name
+          : `entry ${i + 1}`;
+    if (key.length < MIN_KEY_LENGTH)
+      throw new ValidationError(
+        "--api-keys",
+        `${file}: the key of ${label} is shorter than ${MIN_KEY_LENGTH} characters`,
+      );
+    const parsed = keyEntry.safeParse(who);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = [label, ...(issue?.path.map(String) ?? [])].join(".");
+      const what =
+        issue?.code === "unrecognized_keys" ? `unknown field ${issue.keys.join(", ")}` : issue?.message;
+      throw new ValidationError("--api-keys", `${file}: ${where}: ${what ?? "invalid"}`);
+    }
+    return { key, principal: principalOf(parsed.data) };
+  });
 }
 
 function principalOf(who: {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { stateDir } from "../config.js";
 import { ControlPlane } from "../control/control-plane.js";
 import { ApiKeys } from "../control/principals.js";
-import { ValidationError } from "../errors.js";
+import { InfrastructureError, ValidationError } from "../errors.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type { ControlStore } from "../store/control-store.js";
@@ -74,7 +74,13 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     sbatchArgs: config.sbatchArgs,
     docker: dockerAnswers ? docker : undefined,
   });
-  const stores = await openStores(config.db);
+  const stores = await openStores(config.db).catch(async (err: unknown) => {
+    await docker.close();
+    throw new InfrastructureError(
+      `cannot open the service's database ${dbLocation(config.db)}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  });
   const service = new RolloutService({
     store: stores.instances,
     limits: config.limits,
@@ -138,6 +144,19 @@ function checkAllowLists(keys: ApiKeys, catalog: EnvironmentCatalog | undefined)
           `${name}: allow.environments names ${entry}, which ${catalog ? "--environments does not define" : "needs --environments"}`,
         );
     }
+  }
+}
+
+/** Where the database is, for a message: a PostgreSQL URL without its password. */
+function dbLocation(db: string | undefined): string {
+  if (!db) return join(stateDir(), "service.db");
+  if (!/^postgres(ql)?:\/\//.test(db)) return db;
+  try {
+    const url = new URL(db);
+    if (url.password) url.password = "***";
+    return url.href;
+  } catch {
+    return "(a postgres:// URL that does not parse)";
   }
 }
 

@@ -117,6 +117,8 @@ export function serveCommand(output: OutputFactory): Command {
         parseSeconds("--default-timeout", flags.defaultTimeout ?? "600", REQUEST_LIMITS.maxTimeoutS) / 1000;
       if (flags.serviceId !== undefined && !/^[\x21-\x7e]{1,200}$/.test(flags.serviceId))
         throw new UsageError("--service-id is 1 to 200 printable characters, no spaces");
+      if (flags.sbatchArg.some((a) => a.trim() === "" || /[\0\r\n]/.test(a)))
+        throw new UsageError("--sbatch-arg must be one non-empty line, e.g. --sbatch-arg=--partition=debug");
       if (flags.sbatchArg.length && flags.runner !== "slurm")
         throw new UsageError("--sbatch-arg needs --runner slurm");
       const opened = await openService({
