@@ -22,6 +22,7 @@ interface RunFlags {
   loadBalance?: string;
   host: string[];
   sbatchArg: string[];
+  network?: string;
   json?: boolean;
 }
 
@@ -58,6 +59,10 @@ export function runCommand(output: OutputFactory): Command {
       ]),
     )
     .option(
+      "--network <policy>",
+      "what the instances may reach: full (default), none, or an allowlist HOST_OR_CIDR[:PORT],...",
+    )
+    .option(
       "--host <host>",
       "Docker host for the replicas, in turn: localhost, ssh://user@host:port or a ~/.ssh/config name (repeatable)",
       collect,
@@ -92,6 +97,7 @@ async function run(out: Output, image: string | undefined, flags: RunFlags): Pro
       : {}),
     ...(flags.host.length ? { hosts: flags.host } : {}),
     ...(flags.sbatchArg.length ? { slurm: { sbatchArgs: flags.sbatchArg } } : {}),
+    ...(flags.network !== undefined ? { network: networkFlag(flags.network) } : {}),
     onProgress: (line: string) => out.line(line),
   };
   const mode = flags.mode ?? (image !== undefined ? "docker" : await defaultMode());
@@ -147,4 +153,10 @@ async function build(out: Output, flags: RunFlags): Promise<string> {
     quiet: true,
     onProgress: (line) => out.line(`  ${line}`),
   });
+}
+
+/** `--network`: `none`, `full`, or a comma-separated allowlist (validated by loadEnv). */
+function networkFlag(value: string): NonNullable<LoadEnvOptions["network"]> {
+  if (value === "none" || value === "full") return value;
+  return { allow: value.split(",").map((entry) => entry.trim()) };
 }

@@ -29,6 +29,11 @@ export interface DockerInstanceInit {
   endpoint: string;
   reused: boolean;
   keep: boolean;
+  /**
+   * How `revive` starts the stopped container; default the engine's start. A container
+   * under a network policy starts off the network and joins it behind its rules again.
+   */
+  startAgain?: () => Promise<void>;
 }
 
 /** An environment served by a Docker container. */
@@ -49,6 +54,7 @@ export class DockerInstance implements Instance {
   private released = false;
   private readonly events: DockerEvents;
   private stopping: Promise<void> | undefined;
+  private readonly startAgain: (() => Promise<void>) | undefined;
 
   constructor(init: DockerInstanceInit) {
     this.docker = init.docker;
@@ -64,6 +70,7 @@ export class DockerInstance implements Instance {
     this.events = init.events;
     this.reused = init.reused;
     this.keep = init.keep;
+    this.startAgain = init.startAgain;
   }
 
   endpoint(): string {
@@ -200,11 +207,15 @@ export class DockerInstance implements Instance {
 
   async revive(): Promise<boolean> {
     if (this.stopping) return false;
+    const container = this.docker.getContainer(this.id);
     try {
-      const info = await this.docker.getContainer(this.id).inspect();
-      if (!info.State.Running && !info.State.Restarting) await this.docker.getContainer(this.id).start();
+      const info = await container.inspect();
+      if (!info.State.Running && !info.State.Restarting)
+        await (this.startAgain ? this.startAgain() : container.start());
       return true;
     } catch {
+      // one that could not get its rules back must not run without them
+      if (this.startAgain) await container.kill().catch(() => undefined);
       return false; // removed, or the engine refuses: it cannot come back
     }
   }

@@ -2,7 +2,13 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { configuredPython } from "../../config.js";
-import { AbortedError, InstanceStartError, UnsupportedError, ValidationError } from "../../errors.js";
+import {
+  AbortedError,
+  InstanceStartError,
+  RuntimeUnavailableError,
+  UnsupportedError,
+  ValidationError,
+} from "../../errors.js";
 import { readEnvFolder } from "../../image/env-folder.js";
 import type { EnvFolder } from "../../image/env-folder.js";
 import { serverScriptPath } from "../../server/server-files.js";
@@ -19,10 +25,21 @@ import { readinessClient, waitForReady } from "../wait-for-ready.js";
 import {
   CONTAINER_SERVER_PORT,
   dockerJobScript,
+  networkReadyFilePath,
   portFilePath,
   serverJobScript,
   shellJobScript,
 } from "./job-script.js";
+import type { NetworkPlan } from "../docker/network-plan.js";
+import {
+  NETWORK_LABEL,
+  isSealed,
+  planLabel,
+  planNetwork,
+  planOf,
+  samePolicy,
+} from "../docker/network-plan.js";
+import { missingPrerequisite } from "../docker/netns-rules-script.js";
 import type { SlurmCommands } from "./slurm-cli.js";
 import {
   DEFAULT_SLURM_COMMANDS,
@@ -88,21 +105,26 @@ export class SlurmRuntime implements Runtime {
       timeoutMs: options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS,
       signal: options.signal,
     });
+    // names resolve before anything is submitted
+    const network = this.container === "docker" ? await deadline.run(() => planNetwork(spec)) : undefined;
     const existing = await records.read(name);
     if (existing) {
       const adopted = new SlurmInstance(existing, true, this.commands, records, spec.envVars);
-      if (spec.reuse !== false && !spec.forceRecreate && (await adopted.isRunning())) return adopted;
+      const same = existing.holds !== "docker" || samePolicy(planOf(existing.labels), spec.network);
+      if (spec.reuse !== false && !spec.forceRecreate && same && (await adopted.isRunning())) return adopted;
       await adopted.stop();
     }
-    const { record, folder } = await this.prepareRecord(name, spec);
-    const script = this.jobScript(record, spec, folder);
+    const { record, folder } = await this.prepareRecord(name, spec, network);
+    const script = this.jobScript(record, spec, folder, network);
     const instance = new SlurmInstance(record, false, this.commands, records, spec.envVars);
     try {
       record.jobId = await this.submit(record, spec, script);
       await records.write(record); // from here on, cleanup and `afs gc` can find the job
       const node = await this.waitRunning(record, deadline);
-      // a running job has only begun `docker run`: commands need the container itself
-      if (record.holds === "docker" && spec.serve === false) await this.waitContainer(record, deadline);
+      // a running job has only begun `docker run`: commands need the container itself, behind its rules
+      const rules = network !== undefined && !isSealed(network);
+      if (record.holds === "docker" && (spec.serve === false || rules))
+        await this.waitContainer(record, deadline, rules);
       if (spec.serve !== false) {
         record.endpoint = `http://${await nodeAddress(this.commands, node)}:${await this.serverPort(record, deadline)}`;
         await records.write(record);
@@ -110,8 +132,14 @@ export class SlurmRuntime implements Runtime {
       }
       return instance;
     } catch (err) {
+      // a node that cannot hold the rules said so in the job's log
+      const missing = network && record.jobId ? missingPrerequisite(await this.log(record)) : undefined;
       if (record.jobId) await instance.stop();
       else await records.remove(name);
+      if (missing)
+        throw new RuntimeUnavailableError("slurm", `the node cannot hold a network policy: ${missing}`, {
+          cause: err,
+        });
       throw err;
     }
   }
@@ -171,6 +199,7 @@ export class SlurmRuntime implements Runtime {
   private async prepareRecord(
     name: string,
     spec: InstanceSpec,
+    network: NetworkPlan | undefined,
   ): Promise<{ record: SlurmRecord; folder: EnvFolder | undefined }> {
     const serves = spec.serve !== false;
     const docker = this.container === "docker";
@@ -184,6 +213,10 @@ export class SlurmRuntime implements Runtime {
     if (serves && !docker && this.container !== "none")
       throw new UnsupportedError(
         `${this.container} confines shell sandboxes (serve: false), not method servers`,
+      );
+    if (serves && !docker && spec.network !== undefined && spec.network !== "full")
+      throw new UnsupportedError(
+        'a method server on the node shares its network: a network policy other than "full" needs container: "docker"',
       );
     const folder = serves && !docker ? await readEnvFolder(spec.envPath as string, spec.envType) : undefined;
     await mkdir(records.dir(name), { recursive: true });
@@ -203,6 +236,7 @@ export class SlurmRuntime implements Runtime {
         [LABELS.keep]: String(spec.keep ?? false),
         [LABELS.serve]: String(serves),
         ...ownerLabels(),
+        ...(network ? { [NETWORK_LABEL]: planLabel(network) } : {}),
       },
       ...(workdir ? { workdir } : {}),
       ...(spec.image ? { image: spec.image } : {}),
@@ -218,7 +252,12 @@ export class SlurmRuntime implements Runtime {
     return { record, folder };
   }
 
-  private jobScript(record: SlurmRecord, spec: InstanceSpec, folder: EnvFolder | undefined): string {
+  private jobScript(
+    record: SlurmRecord,
+    spec: InstanceSpec,
+    folder: EnvFolder | undefined,
+    network: NetworkPlan | undefined,
+  ): string {
     if (record.holds === "shell") return shellJobScript();
     if (record.holds === "docker") {
       return dockerJobScript({
@@ -230,6 +269,7 @@ export class SlurmRuntime implements Runtime {
         cpus: spec.cpus,
         memoryBytes: spec.memoryBytes,
         labels: { "affinetes.slurm.instance": record.name },
+        network,
       });
     }
     if (!folder) throw new ValidationError("envPath", "a method server on Slurm runs an environment folder");
@@ -283,21 +323,19 @@ export class SlurmRuntime implements Runtime {
     }
   }
 
-  /** Waits until the job's container runs (checked on its node through a job step). */
-  private async waitContainer(record: SlurmRecord, deadline: Deadline): Promise<void> {
+  /**
+   * Waits until the job's container runs (checked on its node through a job step) and,
+   * with `rules`, until the job has set its network rules.
+   */
+  private async waitContainer(record: SlurmRecord, deadline: Deadline, rules = false): Promise<void> {
+    const inspect = ["docker", "inspect", "--format", "{{.State.Running}}", record.container as string];
+    const check = rules
+      ? ["sh", "-c", `test -f ${networkReadyFilePath(record.jobId)} && exec "$@"`, "sh", ...inspect]
+      : inspect;
     for (;;) {
       const out = await slurmCommand(
         this.commands.srun,
-        [
-          `--jobid=${record.jobId}`,
-          "--overlap",
-          "--quiet",
-          "docker",
-          "inspect",
-          "--format",
-          "{{.State.Running}}",
-          record.container as string,
-        ],
+        [`--jobid=${record.jobId}`, "--overlap", "--quiet", ...check],
         { timeoutMs: 30_000 },
       ).catch(() => "");
       if (out.trim() === "true") return;
