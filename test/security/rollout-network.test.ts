@@ -44,24 +44,31 @@ describe("afs serve --default-network and catalogue network: bad values refused 
 
 /**
  * `environment_config.network` end to end on docker: a test server on the bridge gateway
- * address, reached from a `"full"` instance. The `"none"` half needs the docker runtime
- * to hold the policy (issue 14, item 3: another branch): it is skipped here until it does.
+ * address, reached from a `"full"` instance and not from one under the service's
+ * default `"none"` or an allowlist naming another port.
  */
 describe.skipIf(!hasDocker)("rollout service: network policy reaches the docker runtime", () => {
   let service: SecuredService;
-  let server: Server;
+  const servers: Server[] = [];
   let port = 0;
+  let otherPort = 0;
 
-  beforeAll(async () => {
-    server = createServer((_req, res) => res.end("reached"));
+  async function listen(): Promise<number> {
+    const server = createServer((_req, res) => res.end("reached"));
+    servers.push(server);
     server.listen(0, GATEWAY);
     await once(server, "listening");
-    port = (server.address() as { port: number }).port;
+    return (server.address() as { port: number }).port;
+  }
+
+  beforeAll(async () => {
+    port = await listen();
+    otherPort = await listen();
     service = await securedService("--default-network", "none");
   });
 
   afterAll(async () => {
-    server?.close();
+    for (const server of servers) server.close();
     if (!service) return;
     const stats = (await service.as("admin", "/stats")).json as { instances: Array<{ run_id: string }> };
     for (const i of stats.instances) await service.as("admin", "/close_instance", { run_id: i.run_id });
@@ -79,8 +86,7 @@ describe.skipIf(!hasDocker)("rollout service: network policy reaches the docker 
     await service.as("bob", "/close_instance", { run_id: "net-full" });
   });
 
-  // Enabled once the docker runtime holds `network` (branch dockernet): on this branch it ignores it.
-  it.skip('"none" (the service default here) reaches nothing: not the server on the bridge gateway', async () => {
+  it('"none" (the service default here) reaches nothing: not the server on the bridge gateway', async () => {
     const start = await service.as("bob", "/start_instance", {
       run_id: "net-none",
       environment_config: { container_type: "docker", image: testBaseImage },
@@ -90,5 +96,22 @@ describe.skipIf(!hasDocker)("rollout service: network policy reaches the docker 
     expect((res.json.result as { output: string }).output).toMatch(/unreachable/);
     expect((res.json.result as { output: string }).output).not.toMatch(/^reached$/m);
     await service.as("bob", "/close_instance", { run_id: "net-none" });
+  });
+
+  it("an allowlist reaches the allowed server and not a second one on another port", async () => {
+    const start = await service.as("bob", "/start_instance", {
+      run_id: "net-allow",
+      environment_config: {
+        container_type: "docker",
+        image: testBaseImage,
+        network: { allow: [`${GATEWAY}:${port}`] },
+      },
+    });
+    expect(start.status, JSON.stringify(start.json)).toBe(200);
+    const allowed = await service.as("bob", "/execute_command", { run_id: "net-allow", cmd: probe(port) });
+    expect((allowed.json.result as { output: string }).output.trim()).toBe("reached");
+    const other = await service.as("bob", "/execute_command", { run_id: "net-allow", cmd: probe(otherPort) });
+    expect((other.json.result as { output: string }).output).toMatch(/unreachable/);
+    await service.as("bob", "/close_instance", { run_id: "net-allow" });
   });
 });
