@@ -200,13 +200,14 @@ export class RolloutService {
     const timeoutS = request.timeout ?? ownTimeoutS ?? this.options.defaultTimeoutS ?? 600;
     this.running.set(request.run_id, (this.running.get(request.run_id) ?? 0) + 1);
     try {
-      const cwdMissing = `affinetes-cwd-missing-${randomBytes(8).toString("hex")}`;
+      // a fresh marker: the command's own output cannot pass for it
+      const cwdMissing = request.cwd !== undefined ? `affinetes-cwd-${randomBytes(8).toString("hex")}` : "";
       const result = await instance.exec(shellCommand(request.cmd, request.cwd, cwdMissing), {
         timeoutMs: Math.round(timeoutS * 1000),
         ...(request.env ? { env: request.env } : {}),
         ...(this.options.maxOutputBytes ? { maxOutputBytes: this.options.maxOutputBytes } : {}),
       });
-      if (result.exitCode === CWD_MISSING && result.stdout === cwdMissing) {
+      if (cwdMissing && result.exitCode === CWD_MISSING && result.stdout === cwdMissing) {
         throw new ValidationError(
           "cwd",
           `${request.cwd ?? ""} is not a folder the command can enter in the instance`,
