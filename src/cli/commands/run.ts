@@ -1,4 +1,4 @@
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { buildImageFromEnv } from "../../image/build-image.js";
 import { readEnvFolder } from "../../image/env-folder.js";
 import { loadEnv } from "../../environment/load-env.js";
@@ -51,7 +51,13 @@ export function runCommand(output: OutputFactory): Command {
       collect,
       [],
     )
-    .option("--load-balance <strategy>", "random, round_robin or least_busy")
+    .addOption(
+      new Option("--load-balance <strategy>", "how calls pick a replica").choices([
+        "random",
+        "round_robin",
+        "least_busy",
+      ]),
+    )
     .option(
       "--network <policy>",
       "what the instances may reach: full (default), none, or an allowlist HOST_OR_CIDR[:PORT],...",
