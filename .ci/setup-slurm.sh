@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts a real single-node Slurm cluster (munged, slurmctld, slurmd; no
-# slurmdbd) for the Slurm runtime's tests, plus bubblewrap (bwrap) for the sandbox tests.
+# slurmdbd) for the Slurm runtime's tests, plus bubblewrap (bwrap) for the sandbox tests and
+# what holds their own network namespace: slirp4netns (outbound NAT without the host's
+# loopback), iptables (allowlists), iproute2.
 # No systemd here: the daemons are started directly. Logs are under /var/log/slurm.
 # Idempotent: running daemons with an unchanged slurm.conf are left alone; a changed
 # slurm.conf restarts slurmctld and slurmd.
@@ -12,7 +14,7 @@ logdir=/var/log/slurm
 ctld_pidfile=/run/slurmctld.pid
 slurmd_pidfile=/run/slurmd.pid
 
-apt_install slurm-wlm bubblewrap
+apt_install slurm-wlm bubblewrap slirp4netns iptables iproute2
 
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd "$logdir" /run/munge
 chown munge:munge /run/munge

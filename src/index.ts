@@ -32,6 +32,7 @@ export type {
   RestartPolicy,
   RuntimeKind,
 } from "./runtime/instance.js";
+export type { NetworkPolicy } from "./runtime/network-policy.js";
 export type { OperationOptions } from "./util/deadline.js";
 export { InstancePool } from "./pool/instance-pool.js";
 export type { PoolCallOptions, PoolStats } from "./pool/instance-pool.js";

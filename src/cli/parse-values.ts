@@ -56,19 +56,26 @@ export function readDotEnv(dir: string): Record<string, string> {
   return parseEnv(text) as Record<string, string>;
 }
 
-/** A positive number of seconds, as milliseconds. */
-export function parseSeconds(flag: string, text: string): number {
-  const seconds = Number(text);
+/** The longest delay a Node timer holds (about 24.8 days): a longer one fires at once. */
+export const MAX_TIMER_S = Math.floor((2 ** 31 - 1) / 1000);
+
+/** A positive number of seconds (at most `maxS`, by default what a timer holds), as milliseconds. */
+export function parseSeconds(flag: string, text: string, maxS: number = MAX_TIMER_S): number {
+  const seconds = text.trim() === "" ? NaN : Number(text);
   if (!Number.isFinite(seconds) || seconds <= 0)
     throw new UsageError(`${flag} must be a positive number of seconds, got ${text}`);
-  return Math.round(seconds * 1000);
+  if (seconds > maxS) throw new UsageError(`${flag} is at most ${maxS} seconds, got ${text}`);
+  const ms = Math.round(seconds * 1000);
+  if (ms < 1) throw new UsageError(`${flag} must be at least 0.001 seconds, got ${text}`);
+  return ms;
 }
 
-/** A positive integer. */
-export function parsePositiveInt(flag: string, text: string): number {
-  const value = Number(text);
+/** A positive integer (at most `max`). */
+export function parsePositiveInt(flag: string, text: string, max: number = Number.MAX_SAFE_INTEGER): number {
+  const value = text.trim() === "" ? NaN : Number(text);
   if (!Number.isInteger(value) || value < 1)
     throw new UsageError(`${flag} must be a positive integer, got ${text}`);
+  if (value > max) throw new UsageError(`${flag} is at most ${max}, got ${text}`);
   return value;
 }
 

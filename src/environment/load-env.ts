@@ -11,6 +11,8 @@ import type { EnvType, Instance, InstanceSpec, RuntimeKind } from "../runtime/in
 import { validateInstanceName } from "../runtime/instance-name.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
+import type { NetworkPolicy } from "../runtime/network-policy.js";
+import { networkPolicySchema } from "../runtime/network-policy.js";
 import type { HostAddress } from "../host/host-address.js";
 import { parseHostAddress } from "../host/host-address.js";
 import type { SshHostOptions } from "../host/ssh-host.js";
@@ -75,6 +77,12 @@ export interface LoadEnvOptions extends OperationOptions {
   docker?: DockerConnection;
   /** Python interpreter of the process runtime; default `AFFINETES_PYTHON` or `python3`. */
   python?: string;
+  /**
+   * What every replica may reach on the network: `"full"` (default), `"none"` (nothing;
+   * its method server still answers this client), or `{ allow: ["<host or CIDR>[:port]"] }`
+   * (names resolve once, when each replica starts).
+   */
+  network?: NetworkPolicy;
 }
 
 const MAX_REPLICAS = 1024;
@@ -116,6 +124,7 @@ const schema = z
     baseImage: imageRefSchema.optional(),
     docker: z.unknown().optional(),
     python: z.string().min(1).optional(),
+    network: networkPolicySchema.optional(),
     onProgress: z
       .custom<(line: string) => void>((v) => typeof v === "function", "must be a function")
       .optional(),
@@ -158,6 +167,7 @@ export async function loadEnv<M extends object = RemoteMethods>(
   const { runtimes, spec } = await prepare(options, mode, hosts, {
     ...(memoryBytes !== undefined ? { memoryBytes } : {}),
     ...(parsed.cpuLimit !== undefined ? { cpus: parsed.cpuLimit } : {}),
+    ...(parsed.network !== undefined ? { network: parsed.network } : {}),
   });
   const name = options.containerName ?? `${spec.envName}-${randomBytes(4).toString("hex")}`;
   let instances: Instance[];
@@ -196,10 +206,11 @@ async function prepare(
   options: LoadEnvOptions,
   mode: RuntimeKind,
   hosts: readonly HostAddress[],
-  limits: Pick<InstanceSpec, "memoryBytes" | "cpus">,
+  limits: Pick<InstanceSpec, "memoryBytes" | "cpus" | "network">,
 ): Promise<{ runtimes: Runtime[]; spec: InstanceSpec }> {
   const common: InstanceSpec = {
     envName: "env",
+    ...(limits.network !== undefined ? { network: limits.network } : {}),
     ...(options.envType ? { envType: options.envType } : {}),
     ...(options.envVars ? { envVars: options.envVars } : {}),
     forceRecreate: options.forceRecreate ?? false,

@@ -11,7 +11,10 @@ import { AbortedError, HostConnectionError, ValidationError } from "../errors.js
 import { logger } from "../logger.js";
 import type { ExecOptions, ExecResult } from "../runtime/instance.js";
 import { TIMEOUT_EXIT_CODE } from "../util/run-command.js";
+import { CommandEnd, KILL_WAIT_MS, SETTLE_AFTER_KILL_MS, atMost } from "../util/command-end.js";
+import { timerDelay } from "../util/deadline.js";
 import { OutputCap } from "../util/output-cap.js";
+import { COMMAND_TAG_VARIABLE, KILL_TAGGED_SCRIPT, tagCommand } from "../util/tagged-processes.js";
 import type { HostAddress } from "./host-address.js";
 import { parseHostAddress } from "./host-address.js";
 import { addHostKey, checkHostKey, knownHostsName } from "./known-hosts.js";
@@ -78,50 +81,83 @@ export class SshHost extends EventEmitter {
     return this.connecting;
   }
 
-  /** Runs a command on the host; `cwd` and `env` apply to it. */
+  /**
+   * Runs a command on the host; `cwd` and `env` apply to it. Past `timeoutMs` (or on an
+   * abort) the command and everything it started are killed (see `killCommand`) and the
+   * call returns within a second, whatever the command left behind. A command that exits
+   * leaving a background process holding its output returns once that output has been
+   * quiet briefly (see `CommandEnd`); the channel is then closed.
+   */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const tag = randomUUID();
     const channel = await this.open(tagged(tag, wrapCommand(command, options)));
+    const end = new CommandEnd();
     const stdout = new OutputCap(options.maxOutputBytes);
     const stderr = new OutputCap(options.maxOutputBytes);
-    channel.on("data", (d: Buffer) => stdout.push(d));
-    channel.stderr.on("data", (d: Buffer) => stderr.push(d));
+    channel.on("data", (d: Buffer) => {
+      stdout.push(d);
+      end.output();
+    });
+    channel.stderr.on("data", (d: Buffer) => {
+      stderr.push(d);
+      end.output();
+    });
+    let code = -1;
+    // sshd reports the exit status when the shell exits, before its output closes
+    channel.once("exit", (c: number | null) => {
+      code = c ?? -1;
+      end.exited();
+    });
+    channel.once("close", () => end.closed());
     let timedOut = false;
+    let killing: Promise<void> | undefined;
+    const stop = () => {
+      killing ??= atMost(this.killCommand(tag), KILL_WAIT_MS).then(() => end.limit(SETTLE_AFTER_KILL_MS));
+    };
     const timer =
       options.timeoutMs !== undefined
         ? setTimeout(() => {
             timedOut = true;
-            this.killTagged(tag, channel);
-          }, options.timeoutMs)
+            stop();
+          }, timerDelay(options.timeoutMs))
         : undefined;
-    const onAbort = () => this.killTagged(tag, channel);
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    const code = await new Promise<number>((resolve) => {
-      let exitCode = -1;
-      channel.once("exit", (c: number | null) => (exitCode = c ?? -1));
-      channel.once("close", () => resolve(exitCode));
-    });
-    clearTimeout(timer);
-    options.signal?.removeEventListener("abort", onAbort);
+    options.signal?.addEventListener("abort", stop, { once: true });
+    try {
+      await end.ended;
+      await killing;
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", stop);
+      channel.close(); // frees the session slot a background process would hold
+    }
     if (options.signal?.aborted) throw new AbortedError("command", { cause: options.signal.reason });
     return {
       stdout: stdout.text(),
       stderr: stderr.text(),
       exitCode: timedOut ? TIMEOUT_EXIT_CODE : code,
       timedOut,
-      truncated: stdout.truncated || stderr.truncated,
+      truncated: stdout.truncated || stderr.truncated || end.cutShort,
     };
   }
 
   /**
-   * Stops a command started with `tagged(tag, ...)` and everything it started. sshd does
-   * not act on the channel's KILL signal (nor end the channel before the command exits), so
-   * the processes carrying the tag in their environment are killed through a second
-   * command (Linux hosts: /proc). The channel then closes by itself.
+   * Stops a command started with `tagged(tag, ...)` and everything it started; its
+   * channel is closed once they are gone (or the kill gave up), so whoever waits for the
+   * channel's end gets it.
    */
   killTagged(tag: string, channel?: ClientChannel): void {
-    channel?.signal("KILL");
-    void this.exec(killTaggedScript(tag)).catch(() => channel?.close());
+    void atMost(this.killCommand(tag), KILL_WAIT_MS).then(() =>
+      setTimeout(() => channel?.close(), SETTLE_AFTER_KILL_MS).unref(),
+    );
+  }
+
+  /**
+   * Kills, on the host, the processes of a command started with `tagged(tag, ...)`. sshd
+   * does not act on a channel's KILL signal (nor end the channel before the command
+   * exits), so this is a second command (Linux hosts: /proc): see `killTaggedScript`.
+   */
+  async killCommand(tag: string): Promise<void> {
+    await this.exec(killTaggedScript(tag));
   }
 
   /** A channel running `command`, its stdin and stdout as one stream (e.g. `docker system dial-stdio`). */
@@ -256,29 +292,28 @@ function keyType(blob: Buffer): string {
 }
 
 /** The variable marking every process of one command (children inherit it). */
-export const COMMAND_TAG_VARIABLE = "AFFINETES_COMMAND_TAG";
+export { COMMAND_TAG_VARIABLE };
 
 /** `command` with every process it starts marked by `tag`, so `killTagged` finds them all. */
-export function tagged(tag: string, command: string): string {
-  return `export ${COMMAND_TAG_VARIABLE}=${tag}; ${command}`;
-}
+export const tagged = tagCommand;
 
 /**
- * Kills, on the host, the sessions of a tagged command: those of the processes whose
- * environment holds the tag (children inherit it, also ones that left with setsid) or
- * whose command line names it (the shell sshd started for the command, which leads its
- * session). The script's own session, whose command line names the tag too, is spared.
+ * Kills, on the host, a tagged command: its processes, found by the tag in their
+ * environment or command line (see `KILL_TAGGED_SCRIPT`: stopped, then killed, so none
+ * forks away meanwhile), then whatever is left in their sessions, and the containers it
+ * ran (a deployed docker workspace's: killing their client leaves them running).
  */
 function killTaggedScript(tag: string): string {
-  const variable = `${COMMAND_TAG_VARIABLE}=${tag}`;
   return [
-    `me=$(ps -o sid= -p $$ | tr -d ' ');`,
+    // the pair is never spelled out in a command line here: the kill would find itself
+    `n=${COMMAND_TAG_VARIABLE}; v=${shellQuote(tag)}; me=$(ps -o sid= -p $$ | tr -d ' ');`,
     // GNU grep: -z reads NUL-separated variables
-    `pids=$({ grep -lzx -- ${shellQuote(variable)} /proc/[0-9]*/environ; grep -lF -- ${shellQuote(tag)} /proc/[0-9]*/cmdline; } 2>/dev/null | sed 's#/proc/##; s#/[a-z]*$##' | sort -u);`,
-    // the sessions first, so the shell cannot run on once its children are gone
-    `[ -n "$pids" ] && for s in $(ps -o sid= -p "$(echo $pids | tr ' ' ,)" | sort -u); do [ "$s" -gt 1 ] && [ "$s" != "$me" ] && pkill -KILL -s "$s"; done;`,
-    // containers it ran (a deployed docker workspace's): killing their client leaves them running
-    `command -v docker >/dev/null 2>&1 && docker ps -aq --filter label=affinetes.deploy.owner=${tag} | xargs -r docker rm -f >/dev/null 2>&1; true`,
+    `pids=$(printf '%s=%s\\n' "$n" "$v" | grep -lzFf - /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | sed 's#/proc/##; s#/[a-z]*$##' | sort -u);`,
+    `sessions=$([ -n "$pids" ] && ps -o sid= -p "$(echo $pids | tr ' ' ,)" | sort -u);`,
+    `sh -c ${shellQuote(KILL_TAGGED_SCRIPT)} sh "$n" "$v";`,
+    // what dropped the tag but stayed in a session of the command's
+    `for s in $sessions; do [ "$s" -gt 1 ] && [ "$s" != "$me" ] && pkill -KILL -s "$s"; done;`,
+    `command -v docker >/dev/null 2>&1 && docker ps -aq --filter label=affinetes.deploy.owner="$v" | xargs -r docker rm -f >/dev/null 2>&1; true`,
   ].join(" ");
 }
 

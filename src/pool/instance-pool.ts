@@ -5,6 +5,7 @@ import { HealthMonitor } from "./health-monitor.js";
 import type { LoadBalancer } from "./load-balancer.js";
 import { PoolMember } from "./pool-member.js";
 import type { InstanceStats } from "./pool-member.js";
+import { timeoutSignal } from "../util/deadline.js";
 
 /** What `getStats()` reports of an environment. */
 export interface PoolStats {
@@ -126,7 +127,7 @@ export class InstancePool {
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new NoHealthyInstanceError(method, this.members.length);
-      const timeout = AbortSignal.timeout(remaining);
+      const timeout = timeoutSignal(remaining);
       try {
         await this.monitor.anyHealthy(
           (m) => !tried.has(m),

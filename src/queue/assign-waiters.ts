@@ -1,3 +1,5 @@
+import { timerDelay } from "../util/deadline.js";
+
 /**
  * Executors waiting in a long-poll assign, by colony and executor type. A new process
  * wakes one waiter, not all of them (no thundering herd). No wake-up is lost: one that
@@ -32,7 +34,7 @@ export class AssignWaiters {
         if (at >= 0) queue.splice(at, 1);
         if (queue.length === 0) this.queues.delete(key);
         resolve(false);
-      }, ms);
+      }, timerDelay(ms));
       queue.push(waiter);
     });
   }

@@ -3,6 +3,7 @@ import { RpcError } from "./envelope.js";
 import type { ChannelEntry, Process } from "./model.js";
 import { timeString } from "./model.js";
 import type { QueueStore } from "./queue-store.js";
+import { timerDelay } from "../util/deadline.js";
 
 /** ColonyOS' bound on one message. */
 const MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
@@ -105,11 +106,12 @@ export class ChannelHub {
       clearTimeout(timer);
       this.appended.off(key, onAppend);
     };
+    const lifetimeMs = timerDelay(timeoutS * 1000);
     const timer = setTimeout(() => {
       stop();
       push([]);
       ended();
-    }, timeoutS * 1000);
+    }, lifetimeMs);
     timer.unref();
     void pump();
     return stop;

@@ -33,6 +33,7 @@ import {
 } from "./model.js";
 import type { QueueStore } from "./queue-store.js";
 import { SerialQueue } from "./serial-queue.js";
+import { timerDelay } from "../util/deadline.js";
 
 /** A request the server answers: its message and who signed it. */
 export interface Call {
@@ -842,10 +843,11 @@ export class ColoniesServer {
     };
     this.changes.on("process", listener);
     const timeoutS = typeof m.timeout === "number" && m.timeout > 0 ? m.timeout : 3600;
+    const lifetimeMs = timerDelay(timeoutS * 1000);
     const timer = setTimeout(() => {
       stop();
       ended();
-    }, timeoutS * 1000);
+    }, lifetimeMs);
     timer.unref();
     const stop = () => {
       clearTimeout(timer);

@@ -110,6 +110,18 @@ export async function resolveNetworkPolicy(
   return { kind: "allow", destinations };
 }
 
+/** Options of `egressRules`. */
+export interface EgressRuleOptions {
+  /**
+   * The bridge network the sandbox is on, once known. Its open ports then answer the
+   * bridge's gateway (the engine's host, through which its clients come: published ports,
+   * tunnels) and none of its neighbours on the bridge; `fromBeyond` also lets in
+   * addresses from beyond the bridge (clients on other machines, through a port the host
+   * forwards). Without it, the open ports answer anyone.
+   */
+  bridge?: { gateway: string; subnet: string; fromBeyond?: boolean };
+}
+
 /**
  * The iptables rules (`iptables-restore` input, filter table) that hold a policy inside
  * the sandbox's own network namespace. They are applied from outside, before anything
@@ -117,7 +129,11 @@ export async function resolveNetworkPolicy(
  * Inbound, only `openPorts` (its method server, published ports) and replies pass;
  * outbound, only loopback, replies and the allowed destinations.
  */
-export function egressRules(policy: ResolvedNetworkPolicy, openPorts: readonly number[] = []): string {
+export function egressRules(
+  policy: ResolvedNetworkPolicy,
+  openPorts: readonly number[] = [],
+  options: EgressRuleOptions = {},
+): string {
   if (policy.kind === "full") return "";
   const lines = [
     "*filter",
@@ -126,7 +142,7 @@ export function egressRules(policy: ResolvedNetworkPolicy, openPorts: readonly n
     ":OUTPUT DROP [0:0]",
     "-A INPUT -i lo -j ACCEPT",
     "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-    ...openPorts.map((port) => `-A INPUT -p tcp --dport ${port} -j ACCEPT`),
+    ...inboundRules(openPorts, options.bridge),
     "-A OUTPUT -o lo -j ACCEPT",
     "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
   ];
@@ -141,4 +157,16 @@ export function egressRules(policy: ResolvedNetworkPolicy, openPorts: readonly n
   // refused at once rather than dropped: a blocked connection fails fast and says so
   lines.push("-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset", "-A OUTPUT -j REJECT", "COMMIT", "");
   return lines.join("\n");
+}
+
+/** Who may open connections to the open ports (see `EgressRuleOptions.bridge`). */
+function inboundRules(openPorts: readonly number[], bridge: EgressRuleOptions["bridge"]): string[] {
+  const accept = (from: string) =>
+    openPorts.map((port) => `-A INPUT${from} -p tcp --dport ${port} -j ACCEPT`);
+  if (!bridge) return accept("");
+  if (openPorts.length === 0) return [];
+  return [
+    ...accept(` -s ${bridge.gateway}/32`),
+    ...(bridge.fromBeyond ? [`-A INPUT -s ${bridge.subnet} -j DROP`, ...accept("")] : []),
+  ];
 }

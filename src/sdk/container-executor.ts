@@ -2,6 +2,7 @@ import type { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import type { DockerInstance } from "../runtime/docker/docker-instance.js";
 import type { ExecutorLoopOptions } from "./function-executor.js";
 import { runExecutorLoop } from "./function-executor.js";
+import { timerDelay } from "../util/deadline.js";
 
 /**
  * An executor that runs processes in containers, through the Runtime layer: a process's
@@ -44,7 +45,7 @@ export async function runContainerExecutor(
 async function waitAtMost(instance: DockerInstance, ms: number | undefined): Promise<number | string> {
   if (ms === undefined) return instance.wait();
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), ms);
+  const timer = setTimeout(() => controller.abort(), timerDelay(ms));
   try {
     return await instance.wait({ signal: controller.signal });
   } catch {

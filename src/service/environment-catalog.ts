@@ -36,9 +36,10 @@ export class EnvironmentCatalog {
   /**
    * The nested configuration of a start request, whichever form it came in: a predefined
    * entry's name, an entry's `name` with fields overriding it (`env` and `resources`
-   * merge key by key), a full configuration, or the flat form.
+   * merge key by key), a full configuration, or the flat form. An entry `usable` refuses
+   * is answered as unknown, and only usable entries are named in the error.
    */
-  resolve(request: StartRequest): EnvironmentConfig {
+  resolve(request: StartRequest, usable: (name: string) => boolean = () => true): EnvironmentConfig {
     const config = request.environment_config;
     if (config === undefined) {
       return {
@@ -50,7 +51,7 @@ export class EnvironmentCatalog {
     }
     const { name, ...overrides } = config;
     if (name === undefined) return { ...overrides, container_type: overrides.container_type ?? "docker" };
-    const base = this.entry(name);
+    const base = this.entry(name, usable);
     return {
       ...base,
       ...overrides,
@@ -62,12 +63,16 @@ export class EnvironmentCatalog {
     };
   }
 
-  private entry(name: string): EnvironmentConfig {
-    const entry = this.entries[name];
-    if (entry) return entry;
-    const known = this.names.length
-      ? `known: ${this.names.join(", ")}`
-      : "this server has none (--environments)";
+  private entry(name: string, usable: (name: string) => boolean): EnvironmentConfig {
+    // own entries only: "constructor" or "__proto__" must not resolve to Object's
+    const entry = Object.hasOwn(this.entries, name) ? this.entries[name] : undefined;
+    if (entry && usable(name)) return entry;
+    const names = this.names.filter(usable);
+    const known = names.length
+      ? `known: ${names.join(", ")}`
+      : this.names.length
+        ? "none is allowed for your key"
+        : "this server has none (--environments)";
     throw new NotFoundError("environment", name, `No predefined environment ${name}: ${known}`);
   }
 }

@@ -5,7 +5,9 @@ import {
   ConflictError,
   InstanceGoneError,
   NotFoundError,
+  PermissionDeniedError,
   ResourcesExhaustedError,
+  UnauthenticatedError,
   UnsupportedError,
   ValidationError,
 } from "../errors.js";
@@ -17,7 +19,13 @@ import type { ColoniesServer } from "../queue/colonies-server.js";
 import { registerColoniesRoutes } from "./colonies-routes.js";
 import { registerControlRoutes } from "./control-routes.js";
 import { openApiDocument } from "./openapi.js";
-import { closeSchema, executeSchema, startSchema, statsQuerySchema } from "./request-schemas.js";
+import {
+  REQUEST_LIMITS,
+  closeSchema,
+  executeSchema,
+  startSchema,
+  statsQuerySchema,
+} from "./request-schemas.js";
 import type { RolloutService } from "./rollout-service.js";
 
 export interface HttpAppOptions {
@@ -78,22 +86,27 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
   app.get("/health", async () => ({ status: "ok" }));
   const openapi = openApiDocument(options.version ?? "0.0.0");
   app.get("/openapi.json", async () => openapi);
-  app.post("/start_instance", async (request) =>
-    service.start(parseOptions(startSchema, request.body, "request body")),
+  // A rollout body is small (a command, a few variables): a larger one is refused before it is read whole.
+  const rollout = { bodyLimit: REQUEST_LIMITS.maxBodyBytes };
+  app.post("/start_instance", rollout, async (request) =>
+    service.start(parseOptions(startSchema, request.body, "request body"), request.principal),
   );
-  app.post("/execute_command", async (request) =>
-    service.execute(parseOptions(executeSchema, request.body, "request body")),
+  app.post("/execute_command", rollout, async (request) =>
+    service.execute(parseOptions(executeSchema, request.body, "request body"), request.principal),
   );
-  app.post("/close_instance", async (request) =>
-    service.close(parseOptions(closeSchema, request.body, "request body").run_id),
+  app.post("/close_instance", rollout, async (request) =>
+    service.close(parseOptions(closeSchema, request.body, "request body").run_id, request.principal),
   );
   app.get("/get_available_resources", async () => service.availableResources());
   app.get("/stats", async (request) => {
     const query = parseOptions(statsQuerySchema, request.query, "query");
-    return service.stats({
-      ...(query.run_id ? { runId: query.run_id } : {}),
-      ...(query.container_name ? { containerName: query.container_name } : {}),
-    });
+    return service.stats(
+      {
+        ...(query.run_id ? { runId: query.run_id } : {}),
+        ...(query.container_name ? { containerName: query.container_name } : {}),
+      },
+      request.principal,
+    );
   });
   return app;
 }
@@ -102,6 +115,8 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
 function toHttp(error: unknown): [number, Record<string, unknown>] {
   if (error instanceof ValidationError) return [400, { detail: error.message, field: error.option }];
   if (error instanceof UnsupportedError) return [400, { detail: error.message }];
+  if (error instanceof UnauthenticatedError) return [401, { detail: error.message }];
+  if (error instanceof PermissionDeniedError) return [403, { detail: error.message }];
   if (error instanceof NotFoundError) return [404, { detail: error.message }];
   if (error instanceof InstanceGoneError) return [410, { detail: error.message }];
   if (error instanceof ConflictError) return [409, { detail: error.message }];

@@ -3,7 +3,9 @@ import { join } from "node:path";
 import { stateDir } from "../config.js";
 import { ControlPlane } from "../control/control-plane.js";
 import { ApiKeys } from "../control/principals.js";
+import { InfrastructureError, ValidationError } from "../errors.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
+import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type { ControlStore } from "../store/control-store.js";
 import type { InstanceStore, ResourceLimits } from "../store/instance-store.js";
 import { PostgresControlStore } from "../store/postgres-control-store.js";
@@ -16,6 +18,7 @@ import type { QueueStore } from "../queue/queue-store.js";
 import { ColoniesServer } from "../queue/colonies-server.js";
 import { EnvironmentCatalog } from "./environment-catalog.js";
 import { buildHttpApp } from "./http-app.js";
+import { CONTAINER_TYPES } from "./request-schemas.js";
 import type { RecoveryReport } from "./rollout-service.js";
 import { RolloutService } from "./rollout-service.js";
 import { serviceRuntimes } from "./service-runtimes.js";
@@ -29,6 +32,10 @@ export interface ServiceConfig {
   db?: string | undefined;
   serviceId: string;
   limits: ResourceLimits;
+  /** What an instance is charged of a resource its request leaves out (`--default-resources`). */
+  defaultResources?: ResourceLimits | undefined;
+  /** The network policy of instances whose request and predefined entry give none (`--default-network`). */
+  defaultNetwork?: NetworkPolicy | undefined;
   idleTtlS?: number | undefined;
   maxOutputBytes: number;
   defaultTimeoutS: number;
@@ -60,6 +67,7 @@ export interface OpenedService {
 export async function openService(config: ServiceConfig): Promise<OpenedService> {
   const keys = ApiKeys.load({ apiKey: config.apiKey, apiKeysFile: config.apiKeysFile });
   const catalog = config.environmentsFile ? EnvironmentCatalog.load(config.environmentsFile) : undefined;
+  checkAllowLists(keys, catalog);
   // one engine, asked once: the rollout service's docker instances and the control plane's containers
   const docker = new DockerRuntime();
   const dockerAnswers = await docker.ping(2_000).then(
@@ -70,7 +78,13 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     sbatchArgs: config.sbatchArgs,
     docker: dockerAnswers ? docker : undefined,
   });
-  const stores = await openStores(config.db);
+  const stores = await openStores(config.db).catch(async (err: unknown) => {
+    await docker.close();
+    throw new InfrastructureError(
+      `cannot open the service's database ${dbLocation(config.db)}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  });
   const service = new RolloutService({
     store: stores.instances,
     limits: config.limits,
@@ -79,6 +93,8 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     maxOutputBytes: config.maxOutputBytes,
     defaultTimeoutS: config.defaultTimeoutS,
     ...(catalog ? { catalog } : {}),
+    ...(config.defaultResources ? { defaultResources: config.defaultResources } : {}),
+    ...(config.defaultNetwork ? { defaultNetwork: config.defaultNetwork } : {}),
     ...(config.idleTtlS !== undefined ? { idleTtlS: config.idleTtlS } : {}),
   });
   const control = new ControlPlane({
@@ -112,6 +128,42 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
       await stores.control.close();
     },
   };
+}
+
+/**
+ * Every name in a key's `allow` must exist: a misspelt container type or entry would
+ * otherwise deny quietly what the operator meant to allow.
+ */
+function checkAllowLists(keys: ApiKeys, catalog: EnvironmentCatalog | undefined): void {
+  for (const { name, allow } of keys.principals) {
+    for (const type of allow?.containerTypes ?? []) {
+      if (!(CONTAINER_TYPES as readonly string[]).includes(type))
+        throw new ValidationError(
+          "--api-keys",
+          `${name}: allow.container_types names ${type}; known: ${CONTAINER_TYPES.join(", ")}`,
+        );
+    }
+    for (const entry of allow?.environments ?? []) {
+      if (!catalog?.names.includes(entry))
+        throw new ValidationError(
+          "--api-keys",
+          `${name}: allow.environments names ${entry}, which ${catalog ? "--environments does not define" : "needs --environments"}`,
+        );
+    }
+  }
+}
+
+/** Where the database is, for a message: a PostgreSQL URL without its password. */
+function dbLocation(db: string | undefined): string {
+  if (!db) return join(stateDir(), "service.db");
+  if (!/^postgres(ql)?:\/\//.test(db)) return db;
+  try {
+    const url = new URL(db);
+    if (url.password) url.password = "***";
+    return url.href;
+  } catch {
+    return "(a postgres:// URL that does not parse)";
+  }
 }
 
 /** The queue's store: in the service's PostgreSQL database, or its SQLite file. */

@@ -10,7 +10,8 @@ function bodySchema(schema: z.ZodType): Record<string, unknown> {
 }
 
 const error = {
-  description: "the error, in `detail` (400 names the invalid `field`; 429 says what is `short`)",
+  description:
+    "the error, in `detail` (400 names the invalid `field`; 403: the key may not start this; 429 says what is `short`)",
   content: { "application/json": { schema: { type: "object", properties: { detail: { type: "string" } } } } },
 };
 
@@ -67,24 +68,24 @@ export function openApiDocument(version: string): Record<string, unknown> {
       "/start_instance": post(
         "Start an instance (admission-controlled)",
         startBodySchema(),
-        [400, 401, 404, 409, 429, 500],
+        [400, 401, 403, 404, 409, 413, 429, 500],
       ),
       "/execute_command": post(
         "Run a shell command; past its timeout, the partial output with timed_out: true",
         executeSchema,
-        [400, 401, 404, 410, 500],
+        [400, 401, 404, 410, 413, 500],
       ),
       "/close_instance": post(
-        "Stop an instance and free its resources (idempotent)",
+        "Stop an instance and free its resources (idempotent; another principal's run is left alone)",
         closeSchema,
-        [400, 401],
+        [400, 401, 404, 413],
       ),
       "/get_available_resources": {
         get: { summary: "Remaining amount of each tracked resource", responses: { 200: ok("by key") } },
       },
       "/stats": {
         get: {
-          summary: "Server, resources and instances",
+          summary: "Server, resources (service-wide) and the caller's instances (the admin's: all)",
           parameters: [
             { name: "run_id", in: "query", schema: { type: "string" } },
             { name: "container_name", in: "query", schema: { type: "string" } },

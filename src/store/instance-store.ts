@@ -5,6 +5,11 @@ export interface InstanceRecord {
   runId: string;
   /** The service that started it (`afs serve --service-id`): only its owner adopts or expires it. */
   owner: string;
+  /**
+   * The principal (API key's owner) it belongs to: only it and the admin see it and act
+   * on it. Empty for records written before principals were recorded (the admin's only).
+   */
+  principal: string;
   containerName: string | undefined;
   containerType: string;
   image: string;
@@ -25,6 +30,7 @@ export interface InstanceFilter {
   runId?: string;
   containerName?: string;
   owner?: string;
+  principal?: string;
 }
 
 /** Maximum per tracked resource key; `instances` counts instances. Keys absent are not tracked. */

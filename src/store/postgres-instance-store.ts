@@ -6,6 +6,7 @@ import { INSTANCES_KEY, checkAdmission } from "./instance-store.js";
 interface Row {
   run_id: string;
   owner: string;
+  principal: string;
   container_name: string | null;
   container_type: string;
   image: string;
@@ -22,6 +23,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS affinetes_instances (
   run_id TEXT PRIMARY KEY,
   owner TEXT NOT NULL DEFAULT '',
+  principal TEXT NOT NULL DEFAULT '',
   container_name TEXT,
   container_type TEXT NOT NULL,
   image TEXT NOT NULL,
@@ -34,6 +36,8 @@ CREATE TABLE IF NOT EXISTS affinetes_instances (
   config JSONB NOT NULL
 );
 ALTER TABLE affinetes_instances ADD COLUMN IF NOT EXISTS owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE affinetes_instances ADD COLUMN IF NOT EXISTS principal TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS affinetes_instances_principal ON affinetes_instances (principal);
 CREATE INDEX IF NOT EXISTS affinetes_instances_container_name ON affinetes_instances (container_name);
 `;
 
@@ -72,12 +76,13 @@ export class PostgresInstanceStore implements InstanceStore {
       const held = await this.allocatedWith(client, Object.keys(limits));
       checkAdmission(record, limits, held);
       await client.query(
-        `INSERT INTO affinetes_instances (run_id, owner, container_name, container_type, image, resources, runtime_id, state,
-           created_at, last_used_at, num_cmd, config)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+        `INSERT INTO affinetes_instances (run_id, owner, principal, container_name, container_type, image, resources,
+           runtime_id, state, created_at, last_used_at, num_cmd, config)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
         [
           record.runId,
           record.owner,
+          record.principal,
           record.containerName ?? null,
           record.containerType,
           record.image,
@@ -137,9 +142,9 @@ export class PostgresInstanceStore implements InstanceStore {
     const { rows } = await this.pool.query<Row>(
       `SELECT * FROM affinetes_instances
        WHERE ($1::text IS NULL OR run_id = $1) AND ($2::text IS NULL OR container_name = $2)
-         AND ($3::text IS NULL OR owner = $3)
+         AND ($3::text IS NULL OR owner = $3) AND ($4::text IS NULL OR principal = $4)
        ORDER BY created_at, run_id`,
-      [filter.runId ?? null, filter.containerName ?? null, filter.owner ?? null],
+      [filter.runId ?? null, filter.containerName ?? null, filter.owner ?? null, filter.principal ?? null],
     );
     return rows.map(fromRow);
   }
@@ -175,6 +180,7 @@ function fromRow(row: Row): InstanceRecord {
   return {
     runId: row.run_id,
     owner: row.owner,
+    principal: row.principal,
     containerName: row.container_name ?? undefined,
     containerType: row.container_type,
     image: row.image,

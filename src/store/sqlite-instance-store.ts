@@ -8,6 +8,7 @@ import { INSTANCES_KEY, checkAdmission } from "./instance-store.js";
 interface Row {
   run_id: string;
   owner: string;
+  principal: string;
   container_name: string | null;
   container_type: string;
   image: string;
@@ -24,6 +25,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS instances (
   run_id TEXT PRIMARY KEY,
   owner TEXT NOT NULL DEFAULT '',
+  principal TEXT NOT NULL DEFAULT '',
   container_name TEXT,
   container_type TEXT NOT NULL,
   image TEXT NOT NULL,
@@ -37,6 +39,9 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 CREATE INDEX IF NOT EXISTS instances_container_name ON instances (container_name);
 `;
+
+/** Created after `migrate`: files older than the column get it there first. */
+const INDEXES = "CREATE INDEX IF NOT EXISTS instances_principal ON instances (principal);";
 
 /**
  * The embedded store: one SQLite file (WAL). Admission runs in an IMMEDIATE transaction,
@@ -52,6 +57,7 @@ export class SqliteInstanceStore implements InstanceStore {
     this.db.pragma("busy_timeout = 10000"); // other processes' admissions wait, they do not fail
     this.db.exec(SCHEMA);
     migrate(this.db);
+    this.db.exec(INDEXES);
   }
 
   async admit(record: InstanceRecord, limits: ResourceLimits): Promise<void> {
@@ -63,9 +69,9 @@ export class SqliteInstanceStore implements InstanceStore {
       checkAdmission(record, limits, held);
       this.db
         .prepare(
-          `INSERT INTO instances (run_id, owner, container_name, container_type, image, resources, runtime_id, state,
-             created_at, last_used_at, num_cmd, config)
-           VALUES (@run_id, @owner, @container_name, @container_type, @image, @resources, @runtime_id, @state,
+          `INSERT INTO instances (run_id, owner, principal, container_name, container_type, image, resources,
+             runtime_id, state, created_at, last_used_at, num_cmd, config)
+           VALUES (@run_id, @owner, @principal, @container_name, @container_type, @image, @resources, @runtime_id, @state,
              @created_at, @last_used_at, @num_cmd, @config)`,
         )
         .run(toRow(record));
@@ -106,13 +112,14 @@ export class SqliteInstanceStore implements InstanceStore {
       .prepare(
         `SELECT * FROM instances
          WHERE (@run_id IS NULL OR run_id = @run_id) AND (@container_name IS NULL OR container_name = @container_name)
-           AND (@owner IS NULL OR owner = @owner)
+           AND (@owner IS NULL OR owner = @owner) AND (@principal IS NULL OR principal = @principal)
          ORDER BY created_at, run_id`,
       )
       .all({
         run_id: filter.runId ?? null,
         container_name: filter.containerName ?? null,
         owner: filter.owner ?? null,
+        principal: filter.principal ?? null,
       }) as Row[];
     return rows.map(fromRow);
   }
@@ -147,6 +154,7 @@ function toRow(record: InstanceRecord): Row {
   return {
     run_id: record.runId,
     owner: record.owner,
+    principal: record.principal,
     container_name: record.containerName ?? null,
     container_type: record.containerType,
     image: record.image,
@@ -164,6 +172,7 @@ function fromRow(row: Row): InstanceRecord {
   return {
     runId: row.run_id,
     owner: row.owner,
+    principal: row.principal,
     containerName: row.container_name ?? undefined,
     containerType: row.container_type,
     image: row.image,
@@ -177,10 +186,15 @@ function fromRow(row: Row): InstanceRecord {
   };
 }
 
-/** Files written before the `owner` column existed gain it (their rows belong to no service). */
+/**
+ * Files written before the `owner` or `principal` column existed gain it (their rows
+ * belong to no service, and to no principal but the admin).
+ */
 function migrate(db: Database.Database): void {
   const columns = db.prepare("PRAGMA table_info(instances)").all() as { name: string }[];
-  if (!columns.some((c) => c.name === "owner")) {
-    db.exec("ALTER TABLE instances ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
+  for (const column of ["owner", "principal"]) {
+    if (!columns.some((c) => c.name === column)) {
+      db.exec(`ALTER TABLE instances ADD COLUMN ${column} TEXT NOT NULL DEFAULT ''`);
+    }
   }
 }

@@ -1,4 +1,5 @@
 import { Pool } from "undici";
+import { timeoutSignal } from "../util/deadline.js";
 
 /** A decoded HTTP answer: the status and the body parsed as JSON when it is JSON. */
 export interface HttpAnswer {
@@ -54,7 +55,7 @@ export class HttpClient {
     // undici's timers start once a request has a socket; a request that must queue for
     // one gets a timer of its own, so the bound also covers the wait.
     const queued = this.inFlight >= this.connections && options.timeoutMs !== undefined;
-    const queueTimer = queued ? AbortSignal.timeout(options.timeoutMs as number) : undefined;
+    const queueTimer = queued ? timeoutSignal(options.timeoutMs as number) : undefined;
     const signal =
       queueTimer && options.signal
         ? AbortSignal.any([options.signal, queueTimer])

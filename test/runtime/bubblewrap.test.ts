@@ -1,6 +1,14 @@
 import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
@@ -15,8 +23,18 @@ if (inCi && !hasBwrap) throw new Error("CI must have bubblewrap (bwrap): .ci/set
 const runtime = new ProcessRuntime({ isolation: "bubblewrap" });
 const started: Instance[] = [];
 
-async function sandbox(overrides: { image?: string; pool?: string } = {}): Promise<Instance> {
-  const instance = await runtime.start({
+/** The host folder of a sandbox's /workspace (its record names it). */
+function hostWorkdir(instance: Instance): string {
+  const state = JSON.parse(
+    readFileSync(join(process.env.AFFINETES_STATE_DIR ?? "", "process", instance.name, "state.json"), "utf8"),
+  ) as { isolation: { folders: { workdir: string } } };
+  return state.isolation.folders.workdir;
+}
+
+async function sandbox(
+  overrides: { image?: string; pool?: string; runtime?: ProcessRuntime } = {},
+): Promise<Instance> {
+  const instance = await (overrides.runtime ?? runtime).start({
     envName: "bwrap-test",
     serve: false,
     ...(overrides.image ? { image: overrides.image } : {}),
@@ -33,12 +51,12 @@ afterAll(async () => {
 describe.skipIf(!hasBwrap)("bubblewrap sandboxes (process runtime, isolation: bubblewrap)", () => {
   it("confines commands: read-only system, private writable working folder and /tmp, own pid namespace", async () => {
     const box = await sandbox();
-    const workdir = (await box.exec("pwd")).stdout.trim();
+    expect((await box.exec("pwd")).stdout).toBe("/workspace\n");
     expect(await box.exec("echo kept > note.txt && cat note.txt")).toMatchObject({
       stdout: "kept\n",
       exitCode: 0,
     });
-    expect(existsSync(join(workdir, "note.txt"))).toBe(true); // the working folder is the sandbox's own
+    expect(existsSync(join(hostWorkdir(box), "note.txt"))).toBe(true); // the working folder is the sandbox's own
     const etc = await box.exec("touch /etc/affinetes-escape");
     expect(etc.exitCode).not.toBe(0);
     expect(etc.stderr).toMatch(/Read-only file system/);
@@ -66,6 +84,7 @@ describe.skipIf(!hasBwrap)("bubblewrap sandboxes (process runtime, isolation: bu
 
   it.skipIf(!hasDocker)("runs on an image's root folder given as image", async () => {
     const root = mkdtempSync(join(tmpdir(), "affinetes-rootfs-"));
+    chmodSync(root, 0o755); // commands run as an unprivileged user, who must read it
     const docker = new Docker();
     const container = await docker.createContainer({ Image: testBaseImage });
     try {
@@ -79,7 +98,12 @@ describe.skipIf(!hasBwrap)("bubblewrap sandboxes (process runtime, isolation: bu
     }
     try {
       writeFileSync(join(root, "affinetes-root-marker"), "image root\n");
-      const box = await sandbox({ image: root });
+      // an image root is one the operator allowed (any folder would be bound whole)
+      await expect(sandbox({ image: root })).rejects.toMatchObject({ code: "VALIDATION" });
+      const box = await sandbox({
+        image: root,
+        runtime: new ProcessRuntime({ isolation: "bubblewrap", imageRoots: [tmpdir()] }),
+      });
       expect((await box.exec("cat /affinetes-root-marker && python3 -c 'print(6*7)'")).stdout).toBe(
         "image root\n42\n",
       );

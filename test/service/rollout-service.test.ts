@@ -18,7 +18,7 @@ describe("the rollout service (afs serve)", () => {
   let service: Service;
 
   beforeAll(async () => {
-    service = await serve("--max-resources", '{"instances":10,"cpus":8}');
+    service = await serve("--max-resources", '{"instances":10,"cpus":16}');
   });
 
   afterAll(async () => {
@@ -132,9 +132,10 @@ describe("the rollout service (afs serve)", () => {
       expect(r.status).toBe(429);
       expect(r.json.detail).toMatch(/instances \(requested 1, available 0\)/);
     }
-    expect((await call(service, "/get_available_resources")).json).toEqual({ instances: 0, cpus: 8 });
+    // each was charged the default cpu (1), not nothing: it left cpus out
+    expect((await call(service, "/get_available_resources")).json).toEqual({ instances: 0, cpus: 6 });
     await Promise.all(results.map((_, i) => call(service, "/close_instance", { run_id: `race-${i}` })));
-    expect((await call(service, "/get_available_resources")).json).toEqual({ instances: 10, cpus: 8 });
+    expect((await call(service, "/get_available_resources")).json).toEqual({ instances: 10, cpus: 16 });
   });
 
   it("refuses bad input with the right status: 400 naming the field, 409 duplicate, 429 on a tracked resource", async () => {
@@ -156,7 +157,7 @@ describe("the rollout service (afs serve)", () => {
     });
     expect(notJson.statusCode).toBe(400);
     await notJson.body.dump();
-    const config = { container_type: "local", resources: { cpus: 6 } };
+    const config = { container_type: "local", resources: { cpus: 10 } };
     expect(
       (await call(service, "/start_instance", { run_id: "dup", environment_config: config })).status,
     ).toBe(200);
@@ -164,7 +165,7 @@ describe("the rollout service (afs serve)", () => {
       (await call(service, "/start_instance", { run_id: "dup", environment_config: config })).status,
     ).toBe(409);
     const cpus = await call(service, "/start_instance", { run_id: "cpu", environment_config: config });
-    expect(cpus).toMatchObject({ status: 429, json: { short: { cpus: { requested: 6, available: 2 } } } });
+    expect(cpus).toMatchObject({ status: 429, json: { short: { cpus: { requested: 10, available: 6 } } } });
     await call(service, "/close_instance", { run_id: "dup" });
   });
 

@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { SqliteInstanceStore } from "../../src/store/sqlite-instance-store.js";
 import { fixturePath } from "../helpers/paths.js";
-import { storeConformance } from "./store-conformance.js";
+import { record, storeConformance } from "./store-conformance.js";
 
 const run = promisify(execFile);
 let file = "";
@@ -41,7 +41,7 @@ describe("sqlite store across processes", () => {
 });
 
 describe("sqlite store migration", () => {
-  it("opens a file written before the owner column existed, keeping its rows", async () => {
+  it("opens a file written before the owner and principal columns existed, keeping its rows", async () => {
     const old = join(mkdtempSync(join(tmpdir(), "affinetes-store-")), "service.db");
     const db = new Database(old);
     db.exec(`CREATE TABLE instances (run_id TEXT PRIMARY KEY, container_name TEXT, container_type TEXT NOT NULL,
@@ -56,10 +56,30 @@ describe("sqlite store migration", () => {
     expect(await store.get("old")).toMatchObject({
       runId: "old",
       owner: "",
+      principal: "", // the admin's only
       numCmd: 3,
       resources: { cpus: 1 },
     });
     expect(await store.allocated(["cpus", "instances"])).toEqual({ cpus: 1, instances: 1 });
+    expect(await store.list({ principal: "alice" })).toEqual([]);
+    await store.close();
+  });
+
+  it("opens a file of the version with owner but no principal: its runs are the admin's only", async () => {
+    const old = join(mkdtempSync(join(tmpdir(), "affinetes-store-")), "service.db");
+    const db = new Database(old);
+    db.exec(`CREATE TABLE instances (run_id TEXT PRIMARY KEY, owner TEXT NOT NULL DEFAULT '', container_name TEXT,
+      container_type TEXT NOT NULL, image TEXT NOT NULL, resources TEXT NOT NULL, runtime_id TEXT, state TEXT NOT NULL,
+      created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL, num_cmd INTEGER NOT NULL DEFAULT 0,
+      config TEXT NOT NULL)`);
+    db.prepare(
+      `INSERT INTO instances VALUES ('v2', 'svc', NULL, 'local', '', '{}', 'p1', 'running', 1, 2, 0, '{}')`,
+    ).run();
+    db.close();
+    const store = new SqliteInstanceStore(old);
+    expect(await store.get("v2")).toMatchObject({ runId: "v2", owner: "svc", principal: "" });
+    await store.admit(record("new", { principal: "alice" }), {});
+    expect((await store.list({ principal: "alice" })).map((r) => r.runId)).toEqual(["new"]);
     await store.close();
   });
 });

@@ -6,6 +6,7 @@ export function record(runId: string, overrides: Partial<InstanceRecord> = {}): 
   return {
     runId,
     owner: "svc-a",
+    principal: "alice",
     containerName: undefined,
     containerType: "docker",
     image: "img:1",
@@ -104,6 +105,19 @@ export function storeConformance(target: StoreTarget): void {
       expect((await store.list({ runId: "r1" })).map((r) => r.runId)).toEqual(["r1"]);
     });
 
+    it("records whose run it is (the principal), lists by principal, and keeps run ids unique across principals", async () => {
+      await store.admit(record("a1", { principal: "alice", createdAt: 1 }), {});
+      await store.admit(record("b1", { principal: "bob", createdAt: 2 }), {});
+      await store.admit(record("a2", { principal: "alice", owner: "svc-b", createdAt: 3 }), {});
+      expect((await store.get("b1"))?.principal).toBe("bob");
+      expect((await store.list({ principal: "alice" })).map((r) => r.runId)).toEqual(["a1", "a2"]);
+      expect((await store.list({ principal: "alice", owner: "svc-a" })).map((r) => r.runId)).toEqual(["a1"]);
+      expect(await store.list({ principal: "carol" })).toEqual([]);
+      // a run id is global: bob cannot take alice's, and the refusal records nothing
+      await expect(store.admit(record("a1", { principal: "bob" }), {})).rejects.toBeInstanceOf(ConflictError);
+      expect((await store.get("a1"))?.principal).toBe("alice");
+    });
+
     it("admits exactly the limit under 50 concurrent admissions", async () => {
       const results = await Promise.allSettled(
         Array.from({ length: 50 }, (_, i) => store.admit(record(`run-${i}`), { instances: 10 })),
@@ -116,10 +130,14 @@ export function storeConformance(target: StoreTarget): void {
     });
 
     it.skipIf(!target.reopen)("keeps what it recorded across a restart", async () => {
-      await store.admit(record("kept", { resources: { cpus: 1 } }), {});
+      await store.admit(record("kept", { resources: { cpus: 1 }, principal: "bob" }), {});
       await store.close();
       store = await (target.reopen as () => Promise<InstanceStore>)();
-      expect(await store.get("kept")).toMatchObject({ runId: "kept", resources: { cpus: 1 } });
+      expect(await store.get("kept")).toMatchObject({
+        runId: "kept",
+        resources: { cpus: 1 },
+        principal: "bob",
+      });
     });
   });
 }

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { statSync } from "node:fs";
 import { BACKEND_NAMES, Host, deployProject, runInProject, startJob } from "../../deploy/index.js";
 import type { BackendName, Workspace } from "../../deploy/index.js";
 import { UsageError } from "../exit-codes.js";
@@ -43,6 +44,8 @@ export function deployCommand(output: OutputFactory): Command {
       const env = parseKeyValues(flags.env, "--env");
       const command = commandWords.join(" ");
       if (flags.detach !== undefined && !command) throw new UsageError("--detach needs a command (after --)");
+      if (!statSync(path, { throwIfNoEntry: false })?.isDirectory())
+        throw new UsageError(`${path} is not a folder: give the project's folder`);
       const host = await Host.connect(flags.host, flags.key ? { key: flags.key } : {});
       try {
         const progress = out.progress(`deploying ${path} to ${host.label}`);

@@ -36,34 +36,35 @@ export function jobsCommand(output: OutputFactory): Command {
       .argument("<name>")
       .option("--tail <lines>", "only the last lines")
       .option("-f, --follow", "keep printing as the job writes, until it ends")
-      .action((name: string, flags: HostFlags & { tail?: string; follow?: boolean }) =>
-        withHost(flags, output, async (host, out) => {
+      .action((name: string, flags: HostFlags & { tail?: string; follow?: boolean }) => {
+        // flags first: a bad one is a usage error, before any connection
+        const tail = flags.tail !== undefined ? parsePositiveInt("--tail", flags.tail) : undefined;
+        return withHost(flags, output, async (host, out) => {
           const job = await getJob(host, name, rootOf(flags));
-          const tail = flags.tail !== undefined ? parsePositiveInt("--tail", flags.tail) : undefined;
           const logs = await job.logs(tail !== undefined ? { tail } : {});
           if (!flags.follow || out.json) return out.result(logs.text.replace(/\n$/, ""), logs);
           process.stdout.write(logs.text);
           for await (const line of job.follow({ offset: logs.offset })) process.stdout.write(`${line}\n`);
-        }),
-      ),
+        });
+      }),
   );
   command.addCommand(
     onHost("wait", "wait for a job to end; exits with its exit code")
       .argument("<name>")
       .option("--timeout <seconds>", "give up after this long (exit 4)")
-      .action((name: string, flags: HostFlags & { timeout?: string }) =>
-        withHost(flags, output, async (host, out) => {
+      .action((name: string, flags: HostFlags & { timeout?: string }) => {
+        const timeout =
+          flags.timeout !== undefined ? { timeoutMs: parseSeconds("--timeout", flags.timeout) } : {};
+        return withHost(flags, output, async (host, out) => {
           const job = await getJob(host, name, rootOf(flags));
-          const info = await job.wait(
-            flags.timeout !== undefined ? { timeoutMs: parseSeconds("--timeout", flags.timeout) } : {},
-          );
+          const info = await job.wait(timeout);
           out.result(
             `${info.name}: ${info.state}${info.exitCode !== undefined ? ` (${info.exitCode})` : ""}`,
             info,
           );
           process.exitCode = info.exitCode ?? 1;
-        }),
-      ),
+        });
+      }),
   );
   command.addCommand(
     onHost("kill", "stop a running job and everything it started")

@@ -7,6 +7,7 @@ import type { OutputFactory } from "../output.js";
 import { parseSeconds } from "../parse-values.js";
 import type { ServiceStats } from "../poll-view.js";
 import { renderStats, statsSchema, truncate } from "../poll-view.js";
+import { timerDelay } from "../../util/deadline.js";
 
 interface PollFlags {
   url: string;
@@ -128,7 +129,7 @@ async function pollForever(target: Target, flags: PollFlags, intervalMs: number)
           process.stdout.write(`${frame}\n\n`);
         }
       }
-      await sleep(Math.max(0, next - Date.now()), undefined, { signal: stop.signal }).catch(() => {});
+      await sleep(timerDelay(next - Date.now()), undefined, { signal: stop.signal }).catch(() => {});
     }
   } finally {
     process.off("SIGINT", onSignal);

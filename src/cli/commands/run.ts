@@ -1,4 +1,4 @@
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { buildImageFromEnv } from "../../image/build-image.js";
 import { readEnvFolder } from "../../image/env-folder.js";
 import { loadEnv } from "../../environment/load-env.js";
@@ -22,6 +22,7 @@ interface RunFlags {
   loadBalance?: string;
   host: string[];
   sbatchArg: string[];
+  network?: string;
   json?: boolean;
 }
 
@@ -50,7 +51,17 @@ export function runCommand(output: OutputFactory): Command {
       collect,
       [],
     )
-    .option("--load-balance <strategy>", "random, round_robin or least_busy")
+    .addOption(
+      new Option("--load-balance <strategy>", "how calls pick a replica").choices([
+        "random",
+        "round_robin",
+        "least_busy",
+      ]),
+    )
+    .option(
+      "--network <policy>",
+      "what the instances may reach: full (default), none, or an allowlist HOST_OR_CIDR[:PORT],...",
+    )
     .option(
       "--host <host>",
       "Docker host for the replicas, in turn: localhost, ssh://user@host:port or a ~/.ssh/config name (repeatable)",
@@ -86,6 +97,7 @@ async function run(out: Output, image: string | undefined, flags: RunFlags): Pro
       : {}),
     ...(flags.host.length ? { hosts: flags.host } : {}),
     ...(flags.sbatchArg.length ? { slurm: { sbatchArgs: flags.sbatchArg } } : {}),
+    ...(flags.network !== undefined ? { network: networkFlag(flags.network) } : {}),
     onProgress: (line: string) => out.line(line),
   };
   const mode = flags.mode ?? (image !== undefined ? "docker" : await defaultMode());
@@ -141,4 +153,10 @@ async function build(out: Output, flags: RunFlags): Promise<string> {
     quiet: true,
     onProgress: (line) => out.line(`  ${line}`),
   });
+}
+
+/** `--network`: `none`, `full`, or a comma-separated allowlist (validated by loadEnv). */
+function networkFlag(value: string): NonNullable<LoadEnvOptions["network"]> {
+  if (value === "none" || value === "full") return value;
+  return { allow: value.split(",").map((entry) => entry.trim()) };
 }

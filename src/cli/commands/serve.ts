@@ -7,6 +7,11 @@ import { openService } from "../../service/open-service.js";
 import { UsageError } from "../exit-codes.js";
 import type { OutputFactory } from "../output.js";
 import { collect, parsePositiveInt, parseSeconds } from "../parse-values.js";
+import { REQUEST_LIMITS } from "../../service/request-schemas.js";
+import { parseDefaultResources, parseLimits, parseNetworkFlag } from "../service-flags.js";
+
+/** The largest output cap: each stream of a command is held in memory up to it. */
+const MAX_OUTPUT_BYTES = 1024 ** 3;
 
 interface ServeFlags {
   runner: "local" | "slurm";
@@ -15,6 +20,8 @@ interface ServeFlags {
   port: string;
   host: string;
   maxResources?: string;
+  defaultResources?: string;
+  defaultNetwork?: string;
   db?: string;
   apiKey?: string;
   apiKeys?: string;
@@ -52,13 +59,21 @@ export function serveCommand(output: OutputFactory): Command {
     .option("--host <address>", "address to listen on; other than loopback needs --api-key", "127.0.0.1")
     .option("--max-resources <json>", 'tracked limits, e.g. \'{"instances":10,"cpus":32,"memory_gb":128}\'')
     .option(
+      "--default-resources <json>",
+      'what an instance is charged of a key its request leaves out (each tracked key: 1 unless given), e.g. \'{"cpus":2,"memory_gb":4}\'',
+    )
+    .option(
+      "--default-network <policy>",
+      'network of instances whose request and predefined environment give none: none, full (the default) or \'{"allow":["host[:port]"]}\'',
+    )
+    .option(
       "--db <path|url>",
       "the service's state: a SQLite file (default in the state dir) or postgres://user:pass@host/db",
     )
     .option("--api-key <key>", "require Authorization: Bearer <key> on every request (the admin's key)")
     .option(
       "--api-keys <file>",
-      'more keys and their principals: {"<key>": "alice", "<key>": {"name": "ops", "admin": true}}',
+      'more keys and their principals: {"<key>": "alice", "<key>": {"name": "ops", "admin": true}, "<key>": {"name": "bob", "allow": {"container_types": ["docker"], "environments": ["swe"]}}}',
     )
     .option(
       "--colonies-server-id <id>",
@@ -92,15 +107,26 @@ export function serveCommand(output: OutputFactory): Command {
     .option("--default-timeout <seconds>", "command timeout when the request and instance give none", "600")
     .action(async (flags: ServeFlags) => {
       output(flags);
-      const port = flags.port === "0" ? 0 : parsePositiveInt("--port", flags.port);
+      const port = flags.port === "0" ? 0 : parsePositiveInt("--port", flags.port, 65_535);
       const loopback = /^(127\.|localhost$|::1$)/.test(flags.host);
       if (!loopback && !flags.apiKey && !flags.apiKeys)
         throw new UsageError(`--host ${flags.host} is not loopback: give --api-key or --api-keys`);
       const limits = parseLimits(flags.maxResources);
+      const defaultResources = parseDefaultResources(flags.defaultResources);
+      const defaultNetwork = parseNetworkFlag(flags.defaultNetwork);
       const idleTtlS =
         flags.idleTtl === undefined ? undefined : parseSeconds("--idle-ttl", flags.idleTtl) / 1000;
-      const maxOutputBytes = parsePositiveInt("--max-output-bytes", flags.maxOutputBytes ?? "10485760");
-      const defaultTimeoutS = parseSeconds("--default-timeout", flags.defaultTimeout ?? "600") / 1000;
+      const maxOutputBytes = parsePositiveInt(
+        "--max-output-bytes",
+        flags.maxOutputBytes ?? "10485760",
+        MAX_OUTPUT_BYTES,
+      );
+      const defaultTimeoutS =
+        parseSeconds("--default-timeout", flags.defaultTimeout ?? "600", REQUEST_LIMITS.maxTimeoutS) / 1000;
+      if (flags.serviceId !== undefined && !/^[\x21-\x7e]{1,200}$/.test(flags.serviceId))
+        throw new UsageError("--service-id is 1 to 200 printable characters, no spaces");
+      if (flags.sbatchArg.some((a) => a.trim() === "" || /[\0\r\n]/.test(a)))
+        throw new UsageError("--sbatch-arg must be one non-empty line, e.g. --sbatch-arg=--partition=debug");
       if (flags.sbatchArg.length && flags.runner !== "slurm")
         throw new UsageError("--sbatch-arg needs --runner slurm");
       const opened = await openService({
@@ -110,6 +136,8 @@ export function serveCommand(output: OutputFactory): Command {
         db: flags.db,
         serviceId: flags.serviceId ?? defaultServiceId(flags.port, flags.db),
         limits,
+        defaultResources,
+        defaultNetwork,
         idleTtlS,
         maxOutputBytes,
         defaultTimeoutS,
@@ -153,22 +181,4 @@ function defaultServiceId(port: string, db: string | undefined): string {
   if (port !== "0") return `${hostname()}:${port}`;
   const location = db && /^postgres(ql)?:\/\//.test(db) ? db : resolve(db ?? join(stateDir(), "service.db"));
   return `${hostname()}:db-${createHash("sha256").update(location).digest("hex").slice(0, 12)}`;
-}
-
-function parseLimits(text: string | undefined): Record<string, number> {
-  if (text === undefined) return {};
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`--max-resources must be a JSON object: ${(err as Error).message}`);
-  }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new UsageError("--max-resources must be a JSON object like '{\"instances\":10}'");
-  }
-  for (const [key, max] of Object.entries(value)) {
-    if (typeof max !== "number" || !(max >= 0))
-      throw new UsageError(`--max-resources: ${key} must be a number >= 0`);
-  }
-  return value as Record<string, number>;
 }

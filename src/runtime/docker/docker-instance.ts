@@ -1,5 +1,5 @@
 import type Docker from "dockerode";
-import { randomBytes } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AbortedError, InfrastructureError, UnsupportedError } from "../../errors.js";
 import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
@@ -8,6 +8,9 @@ import type { ContainerReach } from "./container-reach.js";
 import type { DockerEvents } from "./docker-events.js";
 import { DockerFrameReader, demuxDockerLogs } from "./demux-stream.js";
 import { OutputCap } from "../../util/output-cap.js";
+import { KILL_WAIT_MS, SETTLE_AFTER_KILL_MS, atMost } from "../../util/command-end.js";
+import { timerDelay } from "../../util/deadline.js";
+import { COMMAND_TAG_VARIABLE, KILL_TAGGED_SCRIPT } from "../../util/tagged-processes.js";
 import type { DockerConnection } from "./docker-connection.js";
 import { queueReap } from "./reap-containers.js";
 
@@ -29,6 +32,11 @@ export interface DockerInstanceInit {
   endpoint: string;
   reused: boolean;
   keep: boolean;
+  /**
+   * How `revive` starts the stopped container; default the engine's start. A container
+   * under a network policy starts off the network and joins it behind its rules again.
+   */
+  startAgain?: () => Promise<void>;
 }
 
 /** An environment served by a Docker container. */
@@ -49,6 +57,7 @@ export class DockerInstance implements Instance {
   private released = false;
   private readonly events: DockerEvents;
   private stopping: Promise<void> | undefined;
+  private readonly startAgain: (() => Promise<void>) | undefined;
 
   constructor(init: DockerInstanceInit) {
     this.docker = init.docker;
@@ -64,6 +73,7 @@ export class DockerInstance implements Instance {
     this.events = init.events;
     this.reused = init.reused;
     this.keep = init.keep;
+    this.startAgain = init.startAgain;
   }
 
   endpoint(): string {
@@ -71,19 +81,22 @@ export class DockerInstance implements Instance {
     return this.url;
   }
 
+  /**
+   * Runs `sh -c command` in the container through the engine's exec. Past `timeoutMs` (or
+   * on an abort) every process of the command is killed, also those that left its process
+   * group (they all carry its tag), and the call returns within a second whatever is left
+   * holding the output. A command that exits leaving a background process holding its
+   * output returns when the engine ends the stream (2 s after the exit).
+   */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    // The shell records its pid so a timed-out command can be killed from a second exec.
-    const pidFile = `/tmp/.affinetes-exec-${randomBytes(6).toString("hex")}.pid`;
+    const tag = randomUUID();
     const exec = await this.docker.getContainer(this.id).exec({
-      // Not `exec`: the outer shell removes the pid file after the command, whatever it did.
-      Cmd: [
-        "sh",
-        "-c",
-        `echo $$ > ${pidFile}; sh -c "$1"; status=$?; rm -f ${pidFile}; exit $status`,
-        "sh",
-        command,
+      Cmd: ["sh", "-c", command],
+      // the tag last, so the caller's variables cannot replace it
+      Env: [
+        ...Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        `${COMMAND_TAG_VARIABLE}=${tag}`,
       ],
-      Env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
       WorkingDir: options.cwd,
       AttachStdout: true,
       AttachStderr: true,
@@ -105,7 +118,9 @@ export class DockerInstance implements Instance {
     });
     const outcome = await raceWithLimits(ended, options);
     if (outcome !== "done") {
-      await this.killExec(pidFile);
+      await atMost(this.killTagged(tag), KILL_WAIT_MS);
+      // the last frames get a moment; a process that escaped the kill may hold the stream
+      await atMost(ended, SETTLE_AFTER_KILL_MS);
       stream.destroy();
       if (outcome === "aborted") throw new AbortedError("command", { cause: options.signal?.reason });
     }
@@ -117,19 +132,24 @@ export class DockerInstance implements Instance {
     return { stdout, stderr, exitCode: info.ExitCode ?? -1, timedOut: false, truncated };
   }
 
-  private async killExec(pidFile: string): Promise<void> {
+  /**
+   * Kills, from a second exec, every process of the container carrying a command's tag
+   * (see `KILL_TAGGED_SCRIPT`: only `sh` and /proc, which any image has).
+   */
+  private async killTagged(tag: string): Promise<void> {
     try {
       const killer = await this.docker.getContainer(this.id).exec({
-        // Exec processes lead their own process group: kill the whole group, children included.
-        Cmd: [
-          "sh",
-          "-c",
-          `pid=$(cat ${pidFile}); kill -9 -$pid 2>/dev/null || kill -9 $pid; rm -f ${pidFile}`,
-        ],
+        Cmd: ["sh", "-c", KILL_TAGGED_SCRIPT, "sh", COMMAND_TAG_VARIABLE, tag],
+        AttachStdout: true,
+        AttachStderr: true,
       });
       const stream = await killer.start({ hijack: true, stdin: false });
       stream.resume();
-      await new Promise((resolve) => stream.once("end", resolve));
+      await new Promise((resolve) => {
+        stream.once("end", resolve);
+        stream.once("close", resolve);
+        stream.once("error", resolve);
+      });
     } catch {
       // the container may be gone; nothing left to kill
     }
@@ -200,11 +220,15 @@ export class DockerInstance implements Instance {
 
   async revive(): Promise<boolean> {
     if (this.stopping) return false;
+    const container = this.docker.getContainer(this.id);
     try {
-      const info = await this.docker.getContainer(this.id).inspect();
-      if (!info.State.Running && !info.State.Restarting) await this.docker.getContainer(this.id).start();
+      const info = await container.inspect();
+      if (!info.State.Running && !info.State.Restarting)
+        await (this.startAgain ? this.startAgain() : container.start());
       return true;
     } catch {
+      // one that could not get its rules back must not run without them
+      if (this.startAgain) await container.kill().catch(() => undefined);
       return false; // removed, or the engine refuses: it cannot come back
     }
   }
@@ -266,7 +290,8 @@ async function raceWithLimits(
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const limits = new Promise<"timeout" | "aborted">((resolve) => {
-    if (options.timeoutMs !== undefined) timer = setTimeout(() => resolve("timeout"), options.timeoutMs);
+    if (options.timeoutMs !== undefined)
+      timer = setTimeout(() => resolve("timeout"), timerDelay(options.timeoutMs));
     onAbort = () => resolve("aborted");
     options.signal?.addEventListener("abort", onAbort, { once: true });
   });

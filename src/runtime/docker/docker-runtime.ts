@@ -23,6 +23,19 @@ import { SERVER_PORT_KEY } from "./container-endpoint.js";
 import { DockerEvents } from "./docker-events.js";
 import { SERVER_PORT } from "../../config.js";
 import { pullImage } from "./pull-image.js";
+import type { NetworkPlan } from "./network-plan.js";
+import {
+  NETWORK_LABEL,
+  isSealed,
+  planHostConfig,
+  planLabel,
+  planNetwork,
+  planOf,
+  samePolicy,
+  waitForNetwork,
+} from "./network-plan.js";
+import type { EngineShell } from "./apply-network-policy.js";
+import { engineShell, holdNetworkPolicy, requireEngineShell } from "./apply-network-policy.js";
 
 const DEFAULT_START_TIMEOUT_MS = 120_000;
 
@@ -43,6 +56,8 @@ export interface DockerRuntimeOptions {
 interface ImageFacts {
   id: string;
   envType: EnvType;
+  /** Its entrypoint and command, as a task without a command of its own runs them. */
+  command: string[];
 }
 
 /** Runs environments as labelled containers of a Docker engine (dockerode). */
@@ -56,6 +71,8 @@ export class DockerRuntime implements Runtime {
   private readonly address: AddressMode;
   private readonly events: DockerEvents;
   private readonly onProgress: ((line: string) => void) | undefined;
+  /** Where network rules are set: the engine's host (undefined for a tcp engine). */
+  private readonly shell: EngineShell | undefined;
 
   constructor(options: DockerRuntimeOptions = {}) {
     this.connection = options.connection ?? connectionFromEnv();
@@ -68,6 +85,7 @@ export class DockerRuntime implements Runtime {
       : (options.address ?? (bridgeIsReachable(this.connection) ? "container-ip" : "published"));
     this.events = new DockerEvents(this.docker);
     this.onProgress = options.onProgress;
+    this.shell = engineShell(this.engine, this.connection);
   }
 
   /** Throws `RuntimeUnavailableError` unless the engine answers. */
@@ -83,13 +101,16 @@ export class DockerRuntime implements Runtime {
       timeoutMs: options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS,
       signal: options.signal,
     });
+    // names resolve, and a host that cannot hold the rules refuses, before anything is created
+    const plan = await deadline.run(() => planNetwork(spec));
+    if (plan && !isSealed(plan)) requireEngineShell(this.shell, this.host);
     const image = await deadline.run(() => this.imageFacts(spec, deadline));
     const envType = spec.envType ?? image.envType;
     if (spec.name !== undefined && spec.reuse !== false) {
       const adopted = await this.adopt(name, image, envType, spec, deadline);
       if (adopted) return adopted;
     }
-    return this.create(name, envType, spec, deadline);
+    return this.create(name, envType, spec, plan, image, deadline);
   }
 
   private async imageFacts(spec: InstanceSpec, deadline: Deadline): Promise<ImageFacts> {
@@ -104,7 +125,15 @@ export class DockerRuntime implements Runtime {
     try {
       const info = await this.docker.getImage(ref).inspect();
       const label = info.Config?.Labels?.[LABELS.envType];
-      return { id: info.Id, envType: label === "http_based" ? "http_based" : "function_based" };
+      const entrypoint = info.Config?.Entrypoint ?? [];
+      return {
+        id: info.Id,
+        envType: label === "http_based" ? "http_based" : "function_based",
+        command: [
+          ...(typeof entrypoint === "string" ? [entrypoint] : entrypoint),
+          ...(info.Config?.Cmd ?? []),
+        ],
+      };
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) {
         throw new NotFoundError(
@@ -142,12 +171,16 @@ export class DockerRuntime implements Runtime {
         `a container named ${name} exists and was not created by affinetes; choose another name or remove it`,
       );
     }
-    if (spec.forceRecreate || info.Image !== image.id) {
+    if (
+      spec.forceRecreate ||
+      info.Image !== image.id ||
+      !samePolicy(planOf(info.Config.Labels), spec.network)
+    ) {
       await removeContainer(this.docker, info.Id);
       return undefined;
     }
-    const container = this.docker.getContainer(info.Id);
-    if (!info.State.Running) await container.start();
+    // its own plan: the addresses its names resolved to when it was created
+    await this.startContainer(info.Id, planOf(info.Config.Labels), deadline);
     return this.ready(info.Id, name, envType, spec, deadline, true);
   }
 
@@ -155,6 +188,8 @@ export class DockerRuntime implements Runtime {
     name: string,
     envType: EnvType,
     spec: InstanceSpec,
+    plan: NetworkPlan | undefined,
+    image: ImageFacts,
     deadline: Deadline,
   ): Promise<Instance> {
     const serves = spec.serve !== false;
@@ -173,8 +208,9 @@ export class DockerRuntime implements Runtime {
           [LABELS.keep]: String(spec.keep ?? false),
           [LABELS.serve]: String(serves),
           ...ownerLabels(),
+          ...(plan ? { [NETWORK_LABEL]: planLabel(plan) } : {}),
         },
-        ...(serves ? {} : idleOrTask(spec.task)),
+        ...(serves ? {} : idleOrTask(spec.task, plan, image)),
         ExposedPorts: Object.fromEntries(
           [...(serves ? [SERVER_PORT_KEY] : []), ...extraPorts].map((p) => [p, {}]),
         ),
@@ -202,16 +238,32 @@ export class DockerRuntime implements Runtime {
                 })),
               }
             : {}),
+          ...(plan ? planHostConfig(plan) : {}),
         },
       }),
     );
     try {
-      await deadline.run((signal) => container.start(signal ? { abortSignal: signal } : {}));
+      await this.startContainer(container.id, plan, deadline);
       return await this.ready(container.id, name, envType, spec, deadline, false);
     } catch (err) {
       await removeContainer(this.docker, container.id).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Starts a container, unless it runs: under a network plan, off the network until its
+   * rules hold (which a running one gets again, in case it was restarted without them).
+   */
+  private async startContainer(id: string, plan: NetworkPlan | undefined, deadline: Deadline): Promise<void> {
+    if (plan && !isSealed(plan)) {
+      const shell = requireEngineShell(this.shell, this.host);
+      await deadline.run((signal) => holdNetworkPolicy(this.docker, id, plan, shell, { signal }));
+      return;
+    }
+    const info = await deadline.run(() => this.docker.getContainer(id).inspect());
+    if (info.State.Running) return;
+    await deadline.run((signal) => this.docker.getContainer(id).start(signal ? { abortSignal: signal } : {}));
   }
 
   private async ready(
@@ -372,6 +424,8 @@ export class DockerRuntime implements Runtime {
         ? tunnelReach(sshHost)
         : directReach(this.address);
     const release = sshHost ? hostReleaser(sshHost) : () => {};
+    const plan = planOf(info.Config.Labels);
+    const shell = this.shell;
     try {
       return new DockerInstance({
         docker: this.docker,
@@ -387,6 +441,12 @@ export class DockerRuntime implements Runtime {
         endpoint: serves ? await reach.open(info) : "",
         reused,
         keep: info.Config.Labels?.[LABELS.keep] === "true",
+        ...(plan && !isSealed(plan)
+          ? {
+              startAgain: () =>
+                holdNetworkPolicy(this.docker, info.Id, plan, requireEngineShell(shell, this.host)),
+            }
+          : {}),
       });
     } catch (err) {
       await reach.close();
@@ -418,8 +478,18 @@ function hostReleaser(host: NonNullable<DockerEngine["sshHost"]>): () => void {
   };
 }
 
-/** What a container without a method server runs: an idle shell (sandbox), or its task. */
-function idleOrTask(task: InstanceSpec["task"]): Partial<Docker.ContainerCreateOptions> {
+/**
+ * What a container without a method server runs: an idle shell (sandbox), or its task
+ * (which, under an allowlist, waits for the network it joins a moment after starting).
+ */
+function idleOrTask(
+  task: InstanceSpec["task"],
+  plan: NetworkPlan | undefined,
+  image: ImageFacts,
+): Partial<Docker.ContainerCreateOptions> {
   if (!task) return { Entrypoint: ["sh", "-c", KEEP_ALIVE_SCRIPT], Cmd: [] };
-  return task.command !== undefined ? { Entrypoint: ["sh", "-c", task.command], Cmd: [] } : {};
+  const command = task.command !== undefined ? ["sh", "-c", task.command] : undefined;
+  if (plan?.resolved.kind === "allow")
+    return { Entrypoint: waitForNetwork(command ?? image.command), Cmd: [] };
+  return command ? { Entrypoint: command, Cmd: [] } : {};
 }

@@ -1,18 +1,24 @@
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { InstanceGoneError, UnsupportedError } from "../../errors.js";
+import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
 import { runShellCommand } from "../../util/run-command.js";
-import { isolationArgs } from "./isolation.js";
-import { INSTANCE_TAG_VARIABLE, signalTagged } from "../../util/tagged-processes.js";
+import { INSTANCE_TAG_VARIABLE, killTagged } from "../../util/tagged-processes.js";
 import { followFile } from "../../util/follow-file.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
 import { LABELS } from "../labels.js";
 import type { ProcessRecord } from "./process-state.js";
-import { instanceDir, recordIsAlive, removeInstanceDir } from "./process-state.js";
+import { instanceDir, processStartTicks, recordIsAlive, removeInstanceDir } from "./process-state.js";
+import type { SandboxNetwork } from "../sandbox-network.js";
+import { enterNetworkArgs } from "../sandbox-network.js";
+import { SANDBOX_WORKDIR, sandboxCwd } from "./sandbox-cwd.js";
+import { launcherEnv, sandboxVariables, validateSandboxEnv } from "./sandbox-env.js";
+import { removeSandboxFolders } from "./sandbox-folder.js";
+import { confinedLauncher } from "./sandbox-launcher.js";
 
 const STOP_GRACE_MS = 3_000;
 
@@ -25,9 +31,14 @@ export class ProcessInstance implements Instance {
   constructor(
     private readonly record: ProcessRecord,
     readonly reused: boolean,
-    private readonly envVars: Readonly<Record<string, string>> = {},
+    envVars: Readonly<Record<string, string>> = {},
     private readonly child?: ChildProcess,
-  ) {}
+  ) {
+    // the recorded variables first: an adopting client (a restarted service) knows none
+    this.envVars = { ...record.envVars, ...envVars };
+  }
+
+  private readonly envVars: Readonly<Record<string, string>>;
 
   get id(): string {
     return `process-${this.record.pid}`;
@@ -63,16 +74,35 @@ export class ProcessInstance implements Instance {
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     // as `docker exec` into a stopped container, a command never runs in a stopped instance
     if (!this.alive()) throw new InstanceGoneError(this.record.name, "its process exited");
-    const cwd = options.cwd ?? this.record.envPath;
-    const isolation = this.record.isolation;
-    return runShellCommand(command, {
-      // confined, the shell starts in its folder inside the sandbox; the tool itself anywhere
-      cwd: isolation ? this.record.envPath : cwd,
-      ...(isolation ? { wrap: isolationArgs(isolation, cwd) } : {}),
-      env: { ...process.env, ...this.envVars, ...options.env, [INSTANCE_TAG_VARIABLE]: this.tag },
+    validateSandboxEnv(options.env, "env");
+    const { isolation, network } = this.record;
+    if (network && !networkHolderAlive(network)) {
+      // never enter whatever namespace a reused pid has: the sandbox's is gone
+      throw new InstanceGoneError(this.record.name, "its network namespace's process exited");
+    }
+    const run = {
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       maxOutputBytes: options.maxOutputBytes,
+    };
+    if (isolation) {
+      const cwd = options.cwd !== undefined ? sandboxCwd(options.cwd, isolation.cwd, "cwd") : isolation.cwd;
+      const vars = sandboxVariables(SANDBOX_WORKDIR, this.tag, this.envVars, options.env);
+      return runShellCommand(command, {
+        ...run,
+        // the launcher runs from "/" with nothing of the request; the shell starts in its folder inside
+        cwd: "/",
+        wrap: confinedLauncher(isolation, network, cwd, vars),
+        env: launcherEnv(this.tag),
+      });
+    }
+    const cwd = options.cwd ?? this.record.envPath;
+    if (cwd.includes("\0") || !isFolder(cwd)) throw new ValidationError("cwd", `${cwd} is not a folder`);
+    return runShellCommand(command, {
+      ...run,
+      cwd,
+      ...(network ? { wrap: enterNetworkArgs(network) } : {}),
+      env: { ...process.env, ...this.envVars, ...options.env, [INSTANCE_TAG_VARIABLE]: this.tag },
     });
   }
 
@@ -113,7 +143,7 @@ export class ProcessInstance implements Instance {
   stopSync(): void {
     if (this.stopping) return;
     this.signalGroup("SIGKILL");
-    signalTagged(INSTANCE_TAG_VARIABLE, this.tag, "SIGKILL");
+    killTagged(INSTANCE_TAG_VARIABLE, this.tag);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -123,7 +153,8 @@ export class ProcessInstance implements Instance {
   private async terminate(): Promise<void> {
     this.signalGroup("SIGTERM");
     if (!(await this.exited(STOP_GRACE_MS))) this.signalGroup("SIGKILL");
-    signalTagged(INSTANCE_TAG_VARIABLE, this.tag, "SIGKILL");
+    killTagged(INSTANCE_TAG_VARIABLE, this.tag);
+    await removeSandboxFolders(this.record.isolation?.folders.root);
     await removeInstanceDir(this.record.name);
   }
 
@@ -148,7 +179,7 @@ export class ProcessInstance implements Instance {
 
   /** Unique to this instance's life: a later instance of the same name gets another. */
   private get tag(): string {
-    return `${this.record.name}:${this.record.pid}:${this.record.startTicks ?? 0}`;
+    return this.record.tag ?? `${this.record.name}:${this.record.pid}:${this.record.startTicks ?? 0}`;
   }
 
   private alive(): boolean {
@@ -164,6 +195,20 @@ export class ProcessInstance implements Instance {
     } catch {
       // already gone
     }
+  }
+}
+
+/** Whether the process holding a sandbox's network namespace is still the one recorded. */
+function networkHolderAlive(network: SandboxNetwork): boolean {
+  const ticks = processStartTicks(network.pid);
+  return ticks !== undefined && (network.startTicks === undefined || ticks === network.startTicks);
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 

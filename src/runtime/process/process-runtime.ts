@@ -1,3 +1,4 @@
+import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rm } from "node:fs/promises";
@@ -14,9 +15,16 @@ import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
 import type { Runtime } from "../runtime.js";
 import { validateInstanceName } from "../instance-name.js";
 import { readinessClient, waitForReady } from "../wait-for-ready.js";
+import { shellQuote } from "../../util/shell-quote.js";
 import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
+import { networkHolderScript } from "../network-holder-script.js";
+import { waitForNetwork } from "../wait-for-network.js";
 import type { IsolationKind } from "./isolation.js";
-import { checkIsolation, isolationBinary } from "./isolation.js";
+import { relativeToWorkdir } from "./sandbox-cwd.js";
+import { launcherEnv } from "./sandbox-env.js";
+import type { SandboxFolders } from "./sandbox-folder.js";
+import { createSandboxFolders, removeSandboxFolders, runsAsRoot } from "./sandbox-folder.js";
+import { planSandbox } from "./sandbox-plan.js";
 import { ProcessInstance, logFile } from "./process-instance.js";
 import type { ProcessRecord } from "./process-state.js";
 import {
@@ -42,8 +50,14 @@ export interface ProcessRuntimeOptions {
    * and a private /tmp bound in).
    */
   isolation?: IsolationKind;
-  /** The isolation tool's binary (default its usual name on the PATH). */
+  /** The isolation tool's binary (default its usual name, in the system folders or on this process's PATH). */
   isolationBinary?: string;
+  /**
+   * Folders whose subfolders a request may give as `image` of a bubblewrap sandbox (an
+   * unpacked root file system) or of an apptainer sandbox folder; default from
+   * `AFFINETES_BUBBLEWRAP_IMAGE_ROOTS` (`:`-separated), else none: only the host's root.
+   */
+  imageRoots?: readonly string[];
 }
 
 /**
@@ -60,7 +74,12 @@ export class ProcessRuntime implements Runtime {
   }
 
   async start(spec: InstanceSpec, options: OperationOptions = {}): Promise<Instance> {
-    if (spec.serve === false) return this.startSandbox(spec);
+    if (spec.serve === false) return this.startSandbox(spec, options);
+    if (spec.network !== undefined && spec.network !== "full") {
+      throw new UnsupportedError(
+        "the process runtime's method servers share the host's network: only network \"full\" (shell sandboxes hold the others)",
+      );
+    }
     if (this.options.isolation && this.options.isolation !== "none") {
       throw new UnsupportedError(
         `${this.options.isolation} isolation confines shell sandboxes (serve: false), not method servers`,
@@ -85,63 +104,100 @@ export class ProcessRuntime implements Runtime {
 
   /**
    * A shell sandbox: an idle shell in its own process group and working folder (a fresh
-   * one under the state dir unless `workdir` is given), driven through `exec`.
+   * one under the state dir unless `workdir` is given), driven through `exec`. Confined,
+   * its folders are its own (see `createSandboxFolders`) and it gets its own network
+   * namespace, held by the idle process; a plain one gets one only for a policy other
+   * than `full`. Everything is checked before anything is made.
    */
-  private async startSandbox(spec: InstanceSpec): Promise<Instance> {
+  private async startSandbox(spec: InstanceSpec, options: OperationOptions): Promise<Instance> {
     if (spec.name !== undefined) validateInstanceName(spec.name);
     const name = spec.name ?? `${spec.envName}-${randomBytes(4).toString("hex")}`;
+    const plan = await planSandbox(spec, this.options.isolation ?? "none", this.options);
     const existing = await readRecord(name);
     if (existing && recordIsAlive(existing) && spec.reuse !== false && !spec.forceRecreate) {
       return new ProcessInstance(existing, true, spec.envVars);
     }
     if (existing) await new ProcessInstance(existing, false).stop();
-    const kind = this.options.isolation ?? "none";
-    const binary = kind === "none" ? "" : isolationBinary(kind, this.options.isolationBinary);
-    const image = kind === "none" ? "" : checkIsolation(kind, binary, spec.image);
-    const workdir = spec.workdir ?? join(instanceDir(name), "work");
+    const deadline = new Deadline(`starting ${name}`, {
+      timeoutMs: options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+      signal: options.signal,
+    });
     await mkdir(instanceDir(name), { recursive: true }); // its record and log, whatever the workdir
-    await mkdir(workdir, { recursive: true });
-    const log = await open(logFile(name), "a");
-    // Unless it must outlive us, the shell ends with its client, as the method server does.
-    const script = spec.keep
-      ? KEEP_ALIVE_SCRIPT
-      : `trap 'kill $! 2>/dev/null; exit 0' TERM INT; while kill -0 ${process.pid} 2>/dev/null; do sleep 1 & wait $!; done`;
-    let child;
+    let folders: SandboxFolders | undefined;
+    let instance: ProcessInstance | undefined;
     try {
-      child = spawn("sh", ["-c", script], {
-        cwd: workdir,
-        env: { ...process.env, ...spec.envVars },
-        stdio: ["ignore", log.fd, log.fd],
-        detached: true,
+      folders = plan.isolation
+        ? await createSandboxFolders(name, relativeToWorkdir(plan.isolation.cwd), plan.policy.kind !== "none")
+        : undefined;
+      const workdir = folders?.workdir ?? spec.workdir ?? join(instanceDir(name), "work");
+      if (!folders) await mkdir(workdir, { recursive: true });
+      const tag = `${name}:${randomBytes(6).toString("hex")}`;
+      // Unless it must outlive us, the shell ends with its client, as the method server does.
+      const idle = spec.keep
+        ? KEEP_ALIVE_SCRIPT
+        : `trap 'kill $! 2>/dev/null; exit 0' TERM INT; while kill -0 ${process.pid} 2>/dev/null; do sleep 1 & wait $!; done`;
+      const script = plan.tools
+        ? networkHolderScript({
+            tools: plan.tools,
+            policy: plan.policy,
+            rootless: !runsAsRoot(),
+            dir: instanceDir(name),
+            idle,
+            tag: shellQuote(tag),
+          })
+        : idle;
+      const child = await spawnHolder(name, script, {
+        // outside the sandbox, nothing of the request: a PATH there would pick the programs it runs
+        cwd: plan.tools ? "/" : workdir,
+        env: plan.tools ? launcherEnv(tag) : { ...process.env, ...spec.envVars },
       });
-    } finally {
-      await log.close();
+      const record: ProcessRecord = {
+        name,
+        pid: child.pid as number,
+        startTicks: processStartTicks(child.pid as number),
+        port: 0,
+        envPath: workdir,
+        envName: spec.envName,
+        envType: "function_based",
+        startedAt: new Date().toISOString(),
+        labels: {
+          ...spec.labels,
+          [LABELS.managed]: "true",
+          [LABELS.envName]: spec.envName,
+          [LABELS.keep]: String(spec.keep ?? false),
+          [LABELS.serve]: "false",
+          ...ownerLabels(),
+        },
+        tag,
+        ...(spec.envVars ? { envVars: { ...spec.envVars } } : {}),
+        ...(plan.isolation && folders ? { isolation: { ...plan.isolation, folders } } : {}),
+      };
+      instance = new ProcessInstance(record, false, spec.envVars, child);
+      if (plan.tools) {
+        const pid = await waitForNetwork({
+          instance: name,
+          dir: instanceDir(name),
+          deadline,
+          running: () => instance?.isRunning() ?? Promise.resolve(false),
+          logs: () => instance?.logs({ tail: 20 }) ?? Promise.resolve(""),
+        });
+        record.network = {
+          policy: plan.policy.kind,
+          pid,
+          startTicks: processStartTicks(pid),
+          rootless: !runsAsRoot(),
+          nsenter: plan.tools.nsenter,
+        };
+      }
+      await writeRecord(record);
+      return instance;
+    } catch (err) {
+      // nothing half-made stays: the holder, its namespace's helpers, the folders, the record
+      if (instance) await instance.stop();
+      else await removeInstanceDir(name);
+      await removeSandboxFolders(folders?.root);
+      throw err;
     }
-    child.unref();
-    if (child.pid === undefined) throw new InstanceStartError(name, "cannot run sh");
-    const record: ProcessRecord = {
-      name,
-      pid: child.pid,
-      startTicks: processStartTicks(child.pid),
-      port: 0,
-      envPath: workdir,
-      envName: spec.envName,
-      envType: "function_based",
-      startedAt: new Date().toISOString(),
-      labels: {
-        ...spec.labels,
-        [LABELS.managed]: "true",
-        [LABELS.envName]: spec.envName,
-        [LABELS.keep]: String(spec.keep ?? false),
-        [LABELS.serve]: "false",
-        ...ownerLabels(),
-      },
-      ...(kind !== "none"
-        ? { isolation: { kind, binary, image, workdir, tmp: await privateTmp(name) } }
-        : {}),
-    };
-    await writeRecord(record);
-    return new ProcessInstance(record, false, spec.envVars, child);
   }
 
   /** An already running instance of this name and folder, unless `forceRecreate`; stale records are removed. */
@@ -297,11 +353,26 @@ export class ProcessRuntime implements Runtime {
   async close(): Promise<void> {}
 }
 
-/** A confined sandbox's private /tmp, in its instance folder (removed with it). */
-async function privateTmp(name: string): Promise<string> {
-  const tmp = join(instanceDir(name), "tmp");
-  await mkdir(tmp, { recursive: true });
-  return tmp;
+/** Starts a sandbox's holder (`sh -c script`) in its own process group, its output in the instance's log. */
+async function spawnHolder(
+  name: string,
+  script: string,
+  options: { cwd: string; env: NodeJS.ProcessEnv },
+): Promise<ChildProcess> {
+  const log = await open(logFile(name), "a");
+  let child: ChildProcess;
+  try {
+    child = spawn("/bin/sh", ["-c", script], {
+      ...options,
+      stdio: ["ignore", log.fd, log.fd],
+      detached: true,
+    });
+  } finally {
+    await log.close();
+  }
+  child.unref();
+  if (child.pid === undefined) throw new InstanceStartError(name, "cannot run /bin/sh");
+  return child;
 }
 
 /** The server writes its port once it listens; until then we also watch for an early exit. */

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { RecordFolder } from "../record-folder.js";
 import { processIsAlive } from "../labels.js";
 import type { EnvType } from "../instance.js";
+import type { SandboxNetwork } from "../sandbox-network.js";
 import type { Isolation } from "./isolation.js";
 
 /** What the process runtime records about an instance, so any process can find it by name. */
@@ -18,6 +19,12 @@ export interface ProcessRecord {
   labels: Record<string, string>;
   /** How a sandbox's commands are confined; absent: plain processes. */
   isolation?: Isolation;
+  /** A sandbox's own network namespace; absent: the host's network. */
+  network?: SandboxNetwork;
+  /** The tag on everything started for the instance (its commands, slirp4netns); absent in older records. */
+  tag?: string;
+  /** A sandbox's variables, for every command, also after adoption by another client. */
+  envVars?: Record<string, string>;
 }
 
 /** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat); undefined off Linux. */

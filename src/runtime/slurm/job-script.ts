@@ -1,5 +1,9 @@
 import { shellQuote } from "../../util/shell-quote.js";
+import type { NetworkPlan } from "../docker/network-plan.js";
+import { isSealed } from "../docker/network-plan.js";
+import { netnsRulesScript, rulesPrerequisitesScript } from "../docker/netns-rules-script.js";
 import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
+import { egressRules } from "../network-policy.js";
 
 /** The in-image port of the method server (as the docker runtime publishes it). */
 export const CONTAINER_SERVER_PORT = 8000;
@@ -7,6 +11,11 @@ export const CONTAINER_SERVER_PORT = 8000;
 /** Where a job's method server writes its port on the node; `srun` reads it back. */
 export function portFilePath(jobId: string): string {
   return `/tmp/affinetes-slurm-${jobId}.port`;
+}
+
+/** Where a job holding a container under network rules marks them set, on the node; `srun` looks for it. */
+export function networkReadyFilePath(jobId: string): string {
+  return `/tmp/affinetes-slurm-${jobId}.net`;
 }
 
 /** A job holding a shell sandbox: an idle shell on the node; commands arrive through `srun`. */
@@ -24,9 +33,12 @@ export function serverJobScript(options: {
   serverScript: string;
   envFile: string;
   envType: string;
+  /** The instance's variables, exported by the script (never in sbatch's own environment). */
+  envVars?: Readonly<Record<string, string>>;
 }): string {
   return [
     "#!/bin/sh",
+    ...Object.entries(options.envVars ?? {}).map(([name, value]) => `export ${name}=${shellQuote(value)}`),
     'port_file="/tmp/affinetes-slurm-$SLURM_JOB_ID.port"',
     `export AFFINETES_ENV_PATH=${shellQuote(options.envFile)} AFFINETES_ENV_TYPE=${options.envType}`,
     'export AFFINETES_HOST=0.0.0.0 AFFINETES_PORT=0 AFFINETES_PORT_FILE="$port_file"',
@@ -46,7 +58,8 @@ export function serverJobScript(options: {
 /**
  * A job holding a Docker container on the node: the image's method server (published on
  * a free port) or, for a sandbox, an idle shell. The container lives as long as the job:
- * when the job is cancelled or ends, it is removed.
+ * when the job is cancelled or ends, it is removed. Under a network plan it starts off
+ * the network, and joins the bridge once its rules hold (see `networkSetup`).
  */
 export function dockerJobScript(options: {
   container: string;
@@ -57,7 +70,10 @@ export function dockerJobScript(options: {
   cpus?: number | undefined;
   memoryBytes?: number | undefined;
   labels: Readonly<Record<string, string>>;
+  network?: NetworkPlan | undefined;
 }): string {
+  const network = options.network;
+  const rules = network !== undefined && !isSealed(network);
   const flags = [
     "--rm",
     `--name ${shellQuote(options.container)}`,
@@ -67,18 +83,67 @@ export function dockerJobScript(options: {
     ...(options.memoryBytes ? [`--memory ${options.memoryBytes} --memory-swap ${options.memoryBytes}`] : []),
     ...(options.workdir ? [`-w ${shellQuote(options.workdir)}`] : []),
     ...(options.serves ? [`-p ${CONTAINER_SERVER_PORT}`] : []),
+    ...(network
+      ? ["--network none --cap-drop NET_RAW", ...network.hosts.map((h) => `--add-host ${shellQuote(h)}`)]
+      : []),
   ].join(" ");
   const command = options.serves ? "" : ` sh -c ${shellQuote(KEEP_ALIVE_SCRIPT)}`;
   return [
     "#!/bin/sh",
     `name=${shellQuote(options.container)}`,
-    `trap 'docker rm -f "$name" >/dev/null 2>&1; exit 0' TERM INT`,
+    'net_file="/tmp/affinetes-slurm-$SLURM_JOB_ID.net"',
+    `trap 'docker rm -f "$name" >/dev/null 2>&1; rm -f "$net_file"; exit 0' TERM INT`,
+    // a node that cannot hold the rules says so before anything is created
+    ...(rules
+      ? [
+          `( ${rulesPrerequisitesScript()}
+) || exit $?`,
+        ]
+      : []),
     `docker run ${flags} ${shellQuote(options.image)}${command} &`,
     "pid=$!",
+    ...(rules ? networkSetup(network) : []),
     "wait $pid",
     "status=$?",
     'docker rm -f "$name" >/dev/null 2>&1',
+    'rm -f "$net_file"',
     "exit $status",
     "",
   ].join("\n");
+}
+
+/**
+ * On the node, once the container runs (off every network): its namespace gets rules
+ * that open nothing inbound, it joins the bridge, and the final rules open its ports to
+ * the bridge's gateway (docker-proxy, this node) and to clients beyond the bridge (a
+ * forwarded port), never to its neighbours. Then the ready file is written. Any failure
+ * removes the container and ends the job, saying why in its log.
+ */
+function networkSetup(plan: NetworkPlan): string[] {
+  const inspect = (format: string) => `$(docker inspect -f '${format}' "$name")`;
+  const bridge = "{{.NetworkSettings.Networks.bridge";
+  return [
+    `fail() { echo "affinetes-network: $1" >&2; docker rm -f "$name" >/dev/null 2>&1; exit 1; }`,
+    "i=0",
+    `until [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; do`,
+    '  kill -0 $pid 2>/dev/null || fail "the container ended before its network rules were set"',
+    '  i=$((i+1)); [ $i -le 1200 ] || fail "the container did not start"',
+    "  sleep 0.1",
+    "done",
+    `netns=${inspect("{{.NetworkSettings.SandboxKey}}")}`,
+    `( ${netnsRulesScript('"$netns"', egressRules(plan.resolved, []))}
+) || fail "could not set the network rules"`,
+    'docker network disconnect none "$name" >/dev/null 2>&1',
+    'docker network connect bridge "$name" || fail "could not join the bridge"',
+    `gateway=${inspect(`${bridge}.Gateway}}`)}`,
+    `subnet=${inspect(`${bridge}.IPAddress}}/${bridge}.IPPrefixLen}}`)}`,
+    `( ${netnsRulesScript(
+      '"$netns"',
+      egressRules(plan.resolved, plan.openPorts, {
+        bridge: { gateway: "$gateway", subnet: "$subnet", fromBeyond: true },
+      }),
+    )}
+) || fail "could not set the network rules"`,
+    'touch "$net_file"',
+  ];
 }

@@ -2,17 +2,29 @@ import { spawnSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { InstanceGoneError, UnsupportedError } from "../../errors.js";
+import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
 import { followFile } from "../../util/follow-file.js";
+import { KILL_WAIT_MS } from "../../util/command-end.js";
+import { timerDelay } from "../../util/deadline.js";
 import { runShellCommand } from "../../util/run-command.js";
 import { shellQuote } from "../../util/shell-quote.js";
-import { INSTANCE_TAG_VARIABLE } from "../../util/tagged-processes.js";
+import {
+  COMMAND_TAG_VARIABLE,
+  INSTANCE_TAG_VARIABLE,
+  KILL_TAGGED_SCRIPT,
+} from "../../util/tagged-processes.js";
 import { tailLines } from "../../util/tail-lines.js";
 import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
 import { LABELS } from "../labels.js";
 import type { RecordFolder } from "../record-folder.js";
 import type { Isolation } from "../process/isolation.js";
-import { isolationArgs } from "../process/isolation.js";
+import { SANDBOX_WORKDIR, sandboxCwd } from "../process/sandbox-cwd.js";
+import { sandboxVariables, validateSandboxEnv } from "../process/sandbox-env.js";
+import { removeSandboxFolders } from "../process/sandbox-folder.js";
+import { confinedLauncher } from "../process/sandbox-launcher.js";
+import type { SandboxNetwork } from "../sandbox-network.js";
+import { enterNetworkArgs } from "../sandbox-network.js";
+import { systemTool } from "../system-tool.js";
 import type { JobState, SlurmCommands } from "./slurm-cli.js";
 import { isActive, jobState, slurmCommand } from "./slurm-cli.js";
 
@@ -26,6 +38,10 @@ export interface SlurmRecord {
   container?: string;
   /** How a shell sandbox's commands are confined on the node. */
   isolation?: Isolation;
+  /** A shell sandbox's own network namespace, made by the job on its node. */
+  network?: SandboxNetwork;
+  /** A shell sandbox's variables, for every command, also after adoption by another client. */
+  envVars?: Record<string, string>;
   envName: string;
   envType: EnvType;
   /** The sandbox's working folder (commands start there). */
@@ -50,8 +66,8 @@ const SRUN_TASK_REPORT =
   /^srun: (error: \S+: tasks? [\d,-]+: (Exited with exit code \d+|Killed|Terminated)|Job step aborted.*|Force Terminated.*|launch\/slurm: _step_signal: .*)\n/gm;
 
 const WATCH_INTERVAL_MS = 2_000;
-/** How long past a command's timeout the client waits for the node to report it. */
-const BACKSTOP_MS = 15_000;
+/** How long past a command's timeout the node's own `timeout` ends it, should this process not. */
+const NODE_BACKSTOP_S = 5;
 const STOP_WAIT_MS = 30_000;
 
 /** An instance held by a Slurm job: commands run as job steps (`srun --jobid --overlap`). */
@@ -64,8 +80,13 @@ export class SlurmInstance implements Instance {
     readonly reused: boolean,
     private readonly commands: SlurmCommands,
     private readonly records: RecordFolder<SlurmRecord>,
-    private readonly envVars: Readonly<Record<string, string>> = {},
-  ) {}
+    envVars: Readonly<Record<string, string>> = {},
+  ) {
+    // the recorded variables first: an adopting client (a restarted service) knows none
+    this.envVars = { ...record.envVars, ...envVars };
+  }
+
+  private readonly envVars: Readonly<Record<string, string>>;
 
   get id(): string {
     return `slurm-${this.record.jobId}`;
@@ -103,18 +124,29 @@ export class SlurmInstance implements Instance {
 
   /**
    * Runs `command` as a step of the job, on its node: in the container when the job holds
-   * one, confined when the sandbox is. The timeout is enforced on the node (`timeout`),
-   * so the step ends there too; a job that ended is reported as `InstanceGoneError`.
+   * one, confined when the sandbox is. Past `timeoutMs` (or on an abort) the command's
+   * processes are killed on the node, also those that left its process group (they all
+   * carry its tag), and the call returns within a second; the node's own `timeout`, a
+   * little later, is the backstop should this process be gone. Unlike the other runtimes, a
+   * command leaving a background process on its output (`cmd &`) returns only once that
+   * output closes or at its timeout (srun waits for the step's output): redirect it
+   * (`cmd > log 2>&1 &`). A job that ended is reported as `InstanceGoneError`.
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    const cwd = options.cwd ?? this.record.workdir;
+    validateSandboxEnv(options.env, "env");
     const env = { ...this.envVars, ...options.env };
     const seconds =
-      options.timeoutMs !== undefined ? Math.max(1, Math.ceil(options.timeoutMs / 1000)) : undefined;
-    const timeout = seconds !== undefined ? ["timeout", "-k", "5", String(seconds)] : [];
+      options.timeoutMs !== undefined
+        ? Math.ceil(timerDelay(options.timeoutMs) / 1000) + NODE_BACKSTOP_S
+        : undefined;
+    const timeout =
+      seconds !== undefined ? [systemTool("timeout") ?? "timeout", "-k", "5", String(seconds)] : [];
     const wrap = [this.commands.srun, `--jobid=${this.record.jobId}`, "--overlap", "--quiet"];
+    const { isolation, network } = this.record;
     if (this.record.holds === "docker") {
-      const envFlags = Object.keys(env).flatMap((key) => ["-e", key]);
+      const cwd = options.cwd ?? this.record.workdir;
+      // values on docker's command line, never in its (or srun's) own environment
+      const envFlags = Object.entries(env).flatMap(([key, value]) => ["-e", `${key}=${value}`]);
       wrap.push(
         "docker",
         "exec",
@@ -124,18 +156,29 @@ export class SlurmInstance implements Instance {
         this.record.container ?? "",
       );
       wrap.push(...timeout); // inside the container: killing `docker exec` would not end the command
+    } else if (isolation) {
+      // the launcher runs on the node from "/", with the service's environment; the request's
+      // variables go in through the tool's own flag, the working directory is inside
+      const cwd = options.cwd !== undefined ? sandboxCwd(options.cwd, isolation.cwd, "cwd") : isolation.cwd;
+      const vars = sandboxVariables(SANDBOX_WORKDIR, this.tag, this.envVars, options.env);
+      wrap.push("--chdir=/", ...timeout, ...confinedLauncher(isolation, network, cwd, vars));
     } else {
+      const cwd = options.cwd ?? this.record.workdir;
+      if (cwd?.includes("\0")) throw new ValidationError("cwd", "a path holds no NUL bytes");
       if (cwd) wrap.push(`--chdir=${cwd}`);
-      wrap.push(...timeout);
-      if (this.record.isolation && cwd) wrap.push(...isolationArgs(this.record.isolation, cwd));
+      wrap.push(...timeout, ...(network ? enterNetworkArgs(network) : []));
+      // the variables apply to the command on the node, not to srun here
+      wrap.push(systemTool("env") ?? "env", ...Object.entries(env).map(([key, value]) => `${key}=${value}`));
     }
     const result = await runShellCommand(command, {
-      // srun exports the environment to the step; the tag marks what the command starts
-      env: { ...process.env, ...env, [INSTANCE_TAG_VARIABLE]: this.tag },
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs + BACKSTOP_MS } : {}),
+      // srun exports the service's environment to the step, never the request's; the tag
+      // marks what the command starts
+      env: { ...process.env, [INSTANCE_TAG_VARIABLE]: this.tag },
+      timeoutMs: options.timeoutMs,
       signal: options.signal,
       maxOutputBytes: options.maxOutputBytes,
       wrap,
+      kill: (tag) => this.killCommand(tag),
     });
     if (result.exitCode !== 0 && /^srun: error:/m.test(result.stderr)) {
       const state = await this.settledState();
@@ -146,11 +189,21 @@ export class SlurmInstance implements Instance {
         );
       }
     }
-    return {
-      ...result,
-      stderr: result.stderr.replace(SRUN_TASK_REPORT, ""),
-      timedOut: result.timedOut || (seconds !== undefined && result.exitCode === 124),
-    };
+    return { ...result, stderr: result.stderr.replace(SRUN_TASK_REPORT, "") };
+  }
+
+  /**
+   * Kills, on the node, one command's processes: those carrying its tag, in the container
+   * when the job holds one (see `KILL_TAGGED_SCRIPT`).
+   */
+  private async killCommand(tag: string): Promise<void> {
+    const kill = ["sh", "-c", KILL_TAGGED_SCRIPT, "sh", COMMAND_TAG_VARIABLE, tag];
+    const inContainer = this.record.holds === "docker" ? ["docker", "exec", this.record.container ?? ""] : [];
+    await slurmCommand(
+      this.commands.srun,
+      [`--jobid=${this.record.jobId}`, "--overlap", "--quiet", ...inContainer, ...kill],
+      { timeoutMs: KILL_WAIT_MS },
+    ).catch(() => undefined); // the job may have ended: nothing left to kill
   }
 
   async logs(options: { tail?: number } = {}): Promise<string> {
@@ -242,6 +295,7 @@ export class SlurmInstance implements Instance {
       if (!state || (!isActive(state.state) && state.state !== "COMPLETING")) break;
       await sleep(50);
     }
+    await removeSandboxFolders(this.record.isolation?.folders.root);
     await this.records.remove(this.record.name);
   }
 }

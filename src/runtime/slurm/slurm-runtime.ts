@@ -2,7 +2,13 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { configuredPython } from "../../config.js";
-import { AbortedError, InstanceStartError, UnsupportedError, ValidationError } from "../../errors.js";
+import {
+  AbortedError,
+  InstanceStartError,
+  RuntimeUnavailableError,
+  UnsupportedError,
+  ValidationError,
+} from "../../errors.js";
 import { readEnvFolder } from "../../image/env-folder.js";
 import type { EnvFolder } from "../../image/env-folder.js";
 import { serverScriptPath } from "../../server/server-files.js";
@@ -11,18 +17,36 @@ import { Deadline } from "../../util/deadline.js";
 import { validateInstanceName } from "../instance-name.js";
 import type { Instance, InstanceInfo, InstanceSpec } from "../instance.js";
 import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
+import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
+import { networkHolderScript } from "../network-holder-script.js";
 import type { IsolationKind } from "../process/isolation.js";
-import { checkIsolation, isolationBinary } from "../process/isolation.js";
+import { relativeToWorkdir } from "../process/sandbox-cwd.js";
+import { createSandboxFolders, removeSandboxFolders, runsAsRoot } from "../process/sandbox-folder.js";
+import type { SandboxPlan } from "../process/sandbox-plan.js";
+import { planSandbox } from "../process/sandbox-plan.js";
+import type { NetworkTools } from "../sandbox-network.js";
+import { waitForNetwork } from "../wait-for-network.js";
 import { RecordFolder } from "../record-folder.js";
 import type { Runtime } from "../runtime.js";
 import { readinessClient, waitForReady } from "../wait-for-ready.js";
 import {
   CONTAINER_SERVER_PORT,
   dockerJobScript,
+  networkReadyFilePath,
   portFilePath,
   serverJobScript,
   shellJobScript,
 } from "./job-script.js";
+import type { NetworkPlan } from "../docker/network-plan.js";
+import {
+  NETWORK_LABEL,
+  isSealed,
+  planLabel,
+  planNetwork,
+  planOf,
+  samePolicy,
+} from "../docker/network-plan.js";
+import { missingPrerequisite } from "../docker/netns-rules-script.js";
 import type { SlurmCommands } from "./slurm-cli.js";
 import {
   DEFAULT_SLURM_COMMANDS,
@@ -49,6 +73,10 @@ export interface SlurmRuntimeOptions {
   python?: string;
   /** The Slurm client commands (default from the PATH). */
   commands?: Partial<SlurmCommands>;
+  /** The isolation tool's binary (default its usual name); the nodes have it at the same path. */
+  isolationBinary?: string;
+  /** Folders whose subfolders may be given as a confined sandbox's image folder (see `ProcessRuntimeOptions`). */
+  imageRoots?: readonly string[];
 }
 
 const DEFAULT_START_TIMEOUT_MS = 300_000;
@@ -88,21 +116,28 @@ export class SlurmRuntime implements Runtime {
       timeoutMs: options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS,
       signal: options.signal,
     });
+    // names resolve before anything is submitted
+    const network = this.container === "docker" ? await deadline.run(() => planNetwork(spec)) : undefined;
     const existing = await records.read(name);
     if (existing) {
       const adopted = new SlurmInstance(existing, true, this.commands, records, spec.envVars);
-      if (spec.reuse !== false && !spec.forceRecreate && (await adopted.isRunning())) return adopted;
+      const same = existing.holds !== "docker" || samePolicy(planOf(existing.labels), spec.network);
+      if (spec.reuse !== false && !spec.forceRecreate && same && (await adopted.isRunning())) return adopted;
       await adopted.stop();
     }
-    const { record, folder } = await this.prepareRecord(name, spec);
-    const script = this.jobScript(record, spec, folder);
+    const { record, folder, plan } = await this.prepareRecord(name, spec, network);
     const instance = new SlurmInstance(record, false, this.commands, records, spec.envVars);
     try {
+      const script = this.jobScript(record, spec, folder, network, plan);
       record.jobId = await this.submit(record, spec, script);
       await records.write(record); // from here on, cleanup and `afs gc` can find the job
       const node = await this.waitRunning(record, deadline);
-      // a running job has only begun `docker run`: commands need the container itself
-      if (record.holds === "docker" && spec.serve === false) await this.waitContainer(record, deadline);
+      // a running job has only begun `docker run`: commands need the container itself, behind its rules
+      const rules = network !== undefined && !isSealed(network);
+      if (record.holds === "docker" && (spec.serve === false || rules))
+        await this.waitContainer(record, deadline, rules);
+      // a shell sandbox's job has made its network namespace on the node
+      if (plan?.tools) await this.waitNetwork(instance, record, plan, deadline);
       if (spec.serve !== false) {
         record.endpoint = `http://${await nodeAddress(this.commands, node)}:${await this.serverPort(record, deadline)}`;
         await records.write(record);
@@ -110,8 +145,17 @@ export class SlurmRuntime implements Runtime {
       }
       return instance;
     } catch (err) {
+      // a node that cannot hold the rules said so in the job's log
+      const missing = network && record.jobId ? missingPrerequisite(await this.log(record)) : undefined;
       if (record.jobId) await instance.stop();
-      else await records.remove(name);
+      else {
+        await records.remove(name);
+        await removeSandboxFolders(record.isolation?.folders.root);
+      }
+      if (missing)
+        throw new RuntimeUnavailableError("slurm", `the node cannot hold a network policy: ${missing}`, {
+          cause: err,
+        });
       throw err;
     }
   }
@@ -167,11 +211,16 @@ export class SlurmRuntime implements Runtime {
 
   async close(): Promise<void> {}
 
-  /** The record of a new instance, with its folder; what the job holds follows the spec and the runtime's container. */
+  /**
+   * The record of a new instance, with its folder; what the job holds follows the spec and
+   * the runtime's container. A shell sandbox is planned (confinement, variables, network)
+   * before anything is made.
+   */
   private async prepareRecord(
     name: string,
     spec: InstanceSpec,
-  ): Promise<{ record: SlurmRecord; folder: EnvFolder | undefined }> {
+    network: NetworkPlan | undefined,
+  ): Promise<{ record: SlurmRecord; folder: EnvFolder | undefined; plan: SandboxPlan | undefined }> {
     const serves = spec.serve !== false;
     const docker = this.container === "docker";
     if (serves && !docker && !spec.envPath)
@@ -185,10 +234,16 @@ export class SlurmRuntime implements Runtime {
       throw new UnsupportedError(
         `${this.container} confines shell sandboxes (serve: false), not method servers`,
       );
+    if (serves && !docker && spec.network !== undefined && spec.network !== "full")
+      throw new UnsupportedError(
+        'a method server on the node shares its network: a network policy other than "full" needs container: "docker" (shell sandboxes hold the others)',
+      );
+    const shell = !serves && !docker;
+    const plan = shell
+      ? await planSandbox(spec, this.container === "none" ? "none" : this.container, this.options)
+      : undefined;
     const folder = serves && !docker ? await readEnvFolder(spec.envPath as string, spec.envType) : undefined;
     await mkdir(records.dir(name), { recursive: true });
-    const workdir = spec.workdir ?? (docker ? undefined : join(records.dir(name), "work"));
-    if (workdir && !docker) await mkdir(workdir, { recursive: true });
     const record: SlurmRecord = {
       name,
       jobId: "",
@@ -203,23 +258,55 @@ export class SlurmRuntime implements Runtime {
         [LABELS.keep]: String(spec.keep ?? false),
         [LABELS.serve]: String(serves),
         ...ownerLabels(),
+        ...(network ? { [NETWORK_LABEL]: planLabel(network) } : {}),
       },
-      ...(workdir ? { workdir } : {}),
       ...(spec.image ? { image: spec.image } : {}),
       ...(docker ? { container: `affinetes-slurm-${name}` } : {}),
+      ...(shell && spec.envVars ? { envVars: { ...spec.envVars } } : {}),
     };
-    if (this.container !== "none" && this.container !== "docker" && workdir) {
-      const binary = isolationBinary(this.container);
-      const image = checkIsolation(this.container, binary, spec.image);
-      const tmp = join(records.dir(name), "tmp");
-      await mkdir(tmp, { recursive: true });
-      record.isolation = { kind: this.container, binary, image, workdir, tmp };
+    try {
+      if (plan?.isolation) {
+        // the node must see them: one machine, or AFFINETES_SANDBOX_DIR on a shared file system
+        const folders = await createSandboxFolders(
+          name,
+          relativeToWorkdir(plan.isolation.cwd),
+          plan.policy.kind !== "none",
+        );
+        record.isolation = { ...plan.isolation, folders };
+        record.workdir = folders.workdir;
+      } else if (!docker) {
+        record.workdir = spec.workdir ?? join(records.dir(name), "work");
+        await mkdir(record.workdir, { recursive: true });
+      } else if (spec.workdir) {
+        record.workdir = spec.workdir;
+      }
+    } catch (err) {
+      await records.remove(name);
+      throw err;
     }
-    return { record, folder };
+    return { record, folder, plan };
   }
 
-  private jobScript(record: SlurmRecord, spec: InstanceSpec, folder: EnvFolder | undefined): string {
-    if (record.holds === "shell") return shellJobScript();
+  private jobScript(
+    record: SlurmRecord,
+    spec: InstanceSpec,
+    folder: EnvFolder | undefined,
+    network: NetworkPlan | undefined,
+    plan: SandboxPlan | undefined,
+  ): string {
+    if (record.holds === "shell") {
+      // made inside the job, on the node: the sandbox's own network namespace
+      return plan?.tools
+        ? networkHolderScript({
+            tools: plan.tools,
+            policy: plan.policy,
+            rootless: !runsAsRoot(),
+            dir: records.dir(record.name),
+            idle: KEEP_ALIVE_SCRIPT,
+            tag: `"slurm-$SLURM_JOB_ID"`,
+          })
+        : shellJobScript();
+    }
     if (record.holds === "docker") {
       return dockerJobScript({
         container: record.container as string,
@@ -230,6 +317,7 @@ export class SlurmRuntime implements Runtime {
         cpus: spec.cpus,
         memoryBytes: spec.memoryBytes,
         labels: { "affinetes.slurm.instance": record.name },
+        network,
       });
     }
     if (!folder) throw new ValidationError("envPath", "a method server on Slurm runs an environment folder");
@@ -238,6 +326,7 @@ export class SlurmRuntime implements Runtime {
       serverScript: serverScriptPath(),
       envFile: folder.envFile,
       envType: folder.envType,
+      envVars: spec.envVars ?? {},
     });
   }
 
@@ -248,16 +337,19 @@ export class SlurmRuntime implements Runtime {
       `--job-name=${record.name}`,
       `--output=${jobLogFile(records, record.name)}`,
       `--comment=affinetes:${record.name}`,
-      ...(record.workdir && record.holds !== "docker" ? [`--chdir=${record.workdir}`] : []),
+      // a confined sandbox's job runs outside its folders (owned by the sandbox's user)
+      `--chdir=${record.isolation || !record.workdir || record.holds === "docker" ? records.dir(record.name) : record.workdir}`,
       ...(spec.cpus ? [`--cpus-per-task=${Math.ceil(spec.cpus)}`] : []),
       ...(spec.memoryBytes ? [`--mem=${Math.ceil(spec.memoryBytes / 2 ** 20)}M`] : []),
       ...(this.options.sbatchArgs ?? []),
       ...(spec.schedulerArgs ?? []),
     ];
-    // The job's environment is the submitter's (sbatch --export=ALL), with the instance's variables.
+    // The job's environment is the submitter's (sbatch --export=ALL). The instance's variables
+    // never apply to sbatch itself (an LD_PRELOAD would run on this machine): a shell sandbox's
+    // go in with each command, a server's are in its script; a Docker job reads them here.
     const out = await slurmCommand(this.commands.sbatch, args, {
       input: script,
-      env: { ...process.env, ...spec.envVars },
+      env: record.holds === "docker" ? { ...process.env, ...spec.envVars } : { ...process.env },
     });
     const jobId = out.trim().split(";")[0] ?? "";
     if (!/^\d+$/.test(jobId)) throw new InstanceStartError(record.name, `sbatch printed no job id: ${out}`);
@@ -283,21 +375,38 @@ export class SlurmRuntime implements Runtime {
     }
   }
 
-  /** Waits until the job's container runs (checked on its node through a job step). */
-  private async waitContainer(record: SlurmRecord, deadline: Deadline): Promise<void> {
+  /** Waits until the job has made the sandbox's network namespace on its node; records its pid. */
+  private async waitNetwork(
+    instance: SlurmInstance,
+    record: SlurmRecord,
+    plan: SandboxPlan,
+    deadline: Deadline,
+  ): Promise<void> {
+    const tools = plan.tools as NetworkTools;
+    const pid = await waitForNetwork({
+      instance: record.name,
+      dir: records.dir(record.name),
+      deadline,
+      running: () => instance.isRunning(),
+      logs: () => instance.logs({ tail: 20 }),
+    });
+    record.network = { policy: plan.policy.kind, pid, rootless: !runsAsRoot(), nsenter: tools.nsenter };
+    await records.write(record);
+  }
+
+  /**
+   * Waits until the job's container runs (checked on its node through a job step) and,
+   * with `rules`, until the job has set its network rules.
+   */
+  private async waitContainer(record: SlurmRecord, deadline: Deadline, rules = false): Promise<void> {
+    const inspect = ["docker", "inspect", "--format", "{{.State.Running}}", record.container as string];
+    const check = rules
+      ? ["sh", "-c", `test -f ${networkReadyFilePath(record.jobId)} && exec "$@"`, "sh", ...inspect]
+      : inspect;
     for (;;) {
       const out = await slurmCommand(
         this.commands.srun,
-        [
-          `--jobid=${record.jobId}`,
-          "--overlap",
-          "--quiet",
-          "docker",
-          "inspect",
-          "--format",
-          "{{.State.Running}}",
-          record.container as string,
-        ],
+        [`--jobid=${record.jobId}`, "--overlap", "--quiet", ...check],
         { timeoutMs: 30_000 },
       ).catch(() => "");
       if (out.trim() === "true") return;
