@@ -103,6 +103,7 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     disksRoot: config.disksDir ?? join(stateDir(), "disks"),
     maxFileBytes: config.maxFileBytes,
     maxContextBytes: config.maxContextBytes,
+    defaultNetwork: config.defaultNetwork,
   });
   const queueStore = config.coloniesServerId ? await openQueueStore(config.db) : undefined;
   const colonies =

@@ -64,7 +64,7 @@ export function serveCommand(output: OutputFactory): Command {
     )
     .option(
       "--default-network <policy>",
-      'network of instances whose request and predefined environment give none: none, full (the default) or \'{"allow":["host[:port]"]}\'',
+      'network of instances and /v1 containers whose request (and predefined environment) give none: none, full (the default) or \'{"allow":["host[:port]"]}\'',
     )
     .option(
       "--db <path|url>",
