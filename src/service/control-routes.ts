@@ -30,6 +30,9 @@ import {
   pathQuery,
 } from "./control-schemas.js";
 
+/** The most of a refused upload read and dropped to keep its connection (see `drainable`). */
+const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
+
 /** Cap of a JSON body under `/v1/` (uploads have their own, larger caps). */
 const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -40,8 +43,9 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
       v1.addHook("onRoute", (route) => {
         route.bodyLimit ??= JSON_BODY_LIMIT;
       });
-      v1.setErrorHandler(async (error, _request, reply) => {
+      v1.setErrorHandler(async (error, request, reply) => {
         const [status, code] = statusOf(error);
+        if (!request.raw.complete && !drainable(request)) reply.header("connection", "close");
         await reply.code(status).send({ error: { code, message: (error as Error).message } });
       });
       v1.setNotFoundHandler(async (request, reply) => {
@@ -54,7 +58,10 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
         done(null, payload),
       );
 
-      v1.get("/whoami", async (request) => control.whoami(request.principal));
+      v1.get("/whoami", async (request) => {
+        noQuery(request);
+        return control.whoami(request.principal);
+      });
 
       v1.post("/disks", async (request, reply) => {
         const body = parseOptions(createDiskSchema, request.body, "body");
@@ -166,6 +173,21 @@ function upload(request: FastifyRequest, what: string, maxBytes: number): AsyncI
     if (!body.readableEnded) out.destroy(new AbortedError(`receiving ${what} (the client went away)`));
   });
   return body.pipe(out);
+}
+
+/**
+ * Whether the rest of a request refused before its end may be read and dropped, keeping
+ * the connection: only a body of announced, bounded length. Anything else (a stream of
+ * unknown length, a huge one) closes the connection after the answer, or the client's
+ * next request on it would be read as the rest of this body.
+ */
+function drainable(request: FastifyRequest): boolean {
+  const announced = Number(request.headers["content-length"]);
+  return (
+    request.headers["transfer-encoding"] === undefined &&
+    Number.isFinite(announced) &&
+    announced <= MAX_DRAIN_BYTES
+  );
 }
 
 /** Aborted when the client goes away (a follower that hung up, a waiter that gave up). */

@@ -1,5 +1,5 @@
 import Fastify from "fastify";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import {
   AffinetesError,
   ConflictError,
@@ -53,7 +53,19 @@ declare module "fastify" {
  * plane under `/v1/`. Every body is validated; errors map to statuses in one table.
  */
 export function buildHttpApp(service: RolloutService, options: HttpAppOptions = {}): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 16 * 1024 * 1024,
+    // a disk named `owner/name` in a path: a principal's name and a disk's, with room to spare
+    maxParamLength: 512,
+    // a malformed URL or an over-long parameter, answered in the face's own error shape
+    frameworkErrors: (error, request, reply) => {
+      const body = request.url.startsWith("/v1/")
+        ? { error: { code: "BAD_REQUEST", message: error.message } }
+        : { detail: error.message };
+      void (reply as FastifyReply).code(error.statusCode ?? 400).send(body);
+    },
+  });
   const keys = options.keys ?? ApiKeys.load({ apiKey: options.apiKey });
 
   // null, then set per request: fastify refuses a shared object as a request decoration
