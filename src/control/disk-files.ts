@@ -120,7 +120,10 @@ export class DiskFiles {
     const folder = await this.walk(location, parts, path, { create: true, target: false });
     try {
       const partial = `.afs-partial-${randomBytes(8).toString("hex")}`;
-      const file = await folder.createFile(partial);
+      // the folder may be removed meanwhile (a container deleting it): that is the client's 404, not ours
+      const file = await folder.createFile(partial).catch((err: unknown) => {
+        throw pathError(err, path);
+      });
       let size = 0;
       try {
         try {
@@ -136,7 +139,7 @@ export class DiskFiles {
         await folder.rename(partial, name).catch(async (err: unknown) => {
           if (errno(err) === "EISDIR" || errno(err) === "ENOTEMPTY" || errno(err) === "EEXIST")
             throw new ValidationError("path", `${path} is a folder`);
-          throw err;
+          throw pathError(err, path);
         });
       } catch (err) {
         await folder.unlink(partial).catch(() => undefined);
