@@ -85,15 +85,22 @@ CREATE TABLE IF NOT EXISTS affinetes_containers (
 CREATE INDEX IF NOT EXISTS affinetes_containers_owner ON affinetes_containers (owner);
 CREATE INDEX IF NOT EXISTS affinetes_containers_disk_id ON affinetes_containers (disk_id);
 CREATE INDEX IF NOT EXISTS affinetes_containers_status ON affinetes_containers (status);
--- earlier layouts: disk names were unique globally (now per owner); containers had no network
-ALTER TABLE affinetes_disks DROP CONSTRAINT IF EXISTS affinetes_disks_name_unique;
+-- earlier layouts: disk names were unique globally (now per owner); containers had no network.
+-- Checked first: ALTER TABLE locks the table even when it changes nothing, and replicas start often.
 DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'affinetes_disks_name_unique'
+             AND conrelid = 'affinetes_disks'::regclass) THEN
+    ALTER TABLE affinetes_disks DROP CONSTRAINT affinetes_disks_name_unique;
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'affinetes_disks_owner_name_unique'
-                   AND conrelid = 'affinetes_disks'::regclass) THEN
+                 AND conrelid = 'affinetes_disks'::regclass) THEN
     ALTER TABLE affinetes_disks ADD CONSTRAINT affinetes_disks_owner_name_unique UNIQUE (owner, name);
   END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'affinetes_containers'::regclass
+                 AND attname = 'network' AND NOT attisdropped) THEN
+    ALTER TABLE affinetes_containers ADD COLUMN network JSONB NOT NULL DEFAULT '"full"';
+  END IF;
 END $$;
-ALTER TABLE affinetes_containers ADD COLUMN IF NOT EXISTS network JSONB NOT NULL DEFAULT '"full"';
 `;
 
 /**
