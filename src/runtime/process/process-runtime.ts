@@ -10,6 +10,7 @@ import type { EnvFolder } from "../../image/env-folder.js";
 import { serverScriptPath } from "../../server/server-files.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
+import { makeFolder } from "../../util/make-folder.js";
 import type { Instance, InstanceInfo, InstanceSpec } from "../instance.js";
 import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
 import type { Runtime } from "../runtime.js";
@@ -130,7 +131,10 @@ export class ProcessRuntime implements Runtime {
         ? await createSandboxFolders(name, relativeToWorkdir(plan.isolation.cwd), plan.policy.kind !== "none")
         : undefined;
       const workdir = folders?.workdir ?? spec.workdir ?? join(instanceDir(name), "work");
-      if (!folders) await mkdir(workdir, { recursive: true });
+      if (!folders)
+        await makeFolder(workdir).catch((err: Error) => {
+          throw new ValidationError("workdir", `${workdir} cannot be made a folder: ${err.message}`);
+        });
       const tag = `${name}:${randomBytes(6).toString("hex")}`;
       // Unless it must outlive us, the shell ends with its client, as the method server does.
       const idle = spec.keep
