@@ -103,6 +103,7 @@ export {
   CallAbortedError,
   CallError,
   CallTimeoutError,
+  CallUnauthorizedError,
   CommandError,
   ConnectionError,
   HostConnectionError,

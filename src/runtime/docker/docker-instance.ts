@@ -29,6 +29,8 @@ export interface DockerInstanceInit {
   endpoint: string;
   reused: boolean;
   keep: boolean;
+  /** The token its method server requires, read from the container's configuration. */
+  authToken?: string | undefined;
 }
 
 /** An environment served by a Docker container. */
@@ -39,6 +41,7 @@ export class DockerInstance implements Instance {
   readonly envType: EnvType;
   readonly reused: boolean;
   readonly keep: boolean;
+  readonly authToken: string | undefined;
   private readonly docker: Docker;
   private readonly connection: DockerConnection;
   readonly host: string;
@@ -64,6 +67,7 @@ export class DockerInstance implements Instance {
     this.events = init.events;
     this.reused = init.reused;
     this.keep = init.keep;
+    this.authToken = init.authToken;
   }
 
   endpoint(): string {

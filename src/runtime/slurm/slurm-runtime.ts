@@ -5,7 +5,8 @@ import { configuredPython } from "../../config.js";
 import { AbortedError, InstanceStartError, UnsupportedError, ValidationError } from "../../errors.js";
 import { readEnvFolder } from "../../image/env-folder.js";
 import type { EnvFolder } from "../../image/env-folder.js";
-import { serverScriptPath } from "../../server/server-files.js";
+import { AUTH_TOKEN_VARIABLE, serverScriptPath } from "../../server/server-files.js";
+import { instanceToken } from "../../transport/auth-token.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
 import { validateInstanceName } from "../instance-name.js";
@@ -207,6 +208,7 @@ export class SlurmRuntime implements Runtime {
       ...(workdir ? { workdir } : {}),
       ...(spec.image ? { image: spec.image } : {}),
       ...(docker ? { container: `affinetes-slurm-${name}` } : {}),
+      authToken: serves ? instanceToken(spec) : undefined,
     };
     if (this.container !== "none" && this.container !== "docker" && workdir) {
       const binary = isolationBinary(this.container);
@@ -226,7 +228,7 @@ export class SlurmRuntime implements Runtime {
         image: record.image as string,
         serves: spec.serve !== false,
         workdir: spec.workdir,
-        envKeys: Object.keys(spec.envVars ?? {}),
+        envKeys: [...Object.keys(spec.envVars ?? {}), ...(record.authToken ? [AUTH_TOKEN_VARIABLE] : [])],
         cpus: spec.cpus,
         memoryBytes: spec.memoryBytes,
         labels: { "affinetes.slurm.instance": record.name },
@@ -254,11 +256,12 @@ export class SlurmRuntime implements Runtime {
       ...(this.options.sbatchArgs ?? []),
       ...(spec.schedulerArgs ?? []),
     ];
-    // The job's environment is the submitter's (sbatch --export=ALL), with the instance's variables.
-    const out = await slurmCommand(this.commands.sbatch, args, {
-      input: script,
-      env: { ...process.env, ...spec.envVars },
-    });
+    // The job's environment is the submitter's (sbatch --export=ALL), with the instance's
+    // variables; the token goes there too, never into the script (`scontrol` shows scripts).
+    const env: NodeJS.ProcessEnv = { ...process.env, ...spec.envVars };
+    if (record.authToken) env[AUTH_TOKEN_VARIABLE] = record.authToken;
+    else delete env[AUTH_TOKEN_VARIABLE];
+    const out = await slurmCommand(this.commands.sbatch, args, { input: script, env });
     const jobId = out.trim().split(";")[0] ?? "";
     if (!/^\d+$/.test(jobId)) throw new InstanceStartError(record.name, `sbatch printed no job id: ${out}`);
     return jobId;
@@ -342,7 +345,7 @@ export class SlurmRuntime implements Runtime {
   }
 
   private async waitServing(instance: SlurmInstance, record: SlurmRecord, deadline: Deadline): Promise<void> {
-    const http = readinessClient(instance.endpoint());
+    const http = readinessClient(instance.endpoint(), instance.authToken);
     try {
       await waitForReady({
         instance: record.name,
