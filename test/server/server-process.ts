@@ -17,16 +17,22 @@ export interface ServerProcess extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-/** Starts the method server on 127.0.0.1 and a free port, serving `fixture` (default protocol-env). */
+/**
+ * Starts the method server on 127.0.0.1 and a free port, serving the environment folder
+ * `folder` (default test/fixtures/protocol-env), with `python` (default
+ * `AFFINETES_TEST_SERVER_PYTHON`, else `python3`).
+ */
 export async function startServer(
   env: Record<string, string> = {},
-  options: { fixture?: string; python?: string } = {},
+  options: { folder?: string; python?: string } = {},
 ): Promise<ServerProcess> {
-  const folder = fixturePath(options.fixture ?? "protocol-env");
+  const folder = options.folder ?? fixturePath("protocol-env");
   const dir = mkdtempSync(join(tmpdir(), "affinetes-server-"));
   const portFile = join(dir, "port");
   let output = "";
-  const child = spawn(options.python ?? "python3", ["-u", serverScriptPath()], {
+  // AFFINETES_TEST_SERVER_PYTHON runs the server tests under another interpreter (>= 3.8).
+  const python = options.python ?? process.env.AFFINETES_TEST_SERVER_PYTHON ?? "python3";
+  const child = spawn(python, ["-u", serverScriptPath()], {
     cwd: folder,
     env: {
       ...process.env,
