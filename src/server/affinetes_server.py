@@ -382,26 +382,25 @@ class Request:
         self.body = b""
 
 
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# The whole head in one match (the hot path); what fails it is diagnosed by _head_error.
+_HEAD = re.compile(
+    r"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[01])\r\n((?:%s:[^\r\n\x00]*\r\n)*)\r\n" % (_TOKEN, _TOKEN)
+)
+
+
 def parse_head(head):
     """The request line and headers; anything malformed is a 400 (the connection then closes)."""
-    if b"\0" in head:
-        raise HttpError(400, "NUL byte in the request head", close=True)
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not _TOKEN_CHARS.match(parts[0]):
-        raise HttpError(400, "Malformed request line", close=True)
-    method, target, version = parts
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        raise HttpError(400, "Unsupported HTTP version: %s" % version[:20], close=True)
+    text = head.decode("latin-1")
+    if _HEAD.fullmatch(text) is None:
+        raise _head_error(text)
+    lines = text.split("\r\n")
+    method, target, version = lines[0].split(" ")
     if not target.startswith("/"):
         raise HttpError(400, "The request target must be a path", close=True)
     headers = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        key, sep, value = line.partition(":")
-        if not sep or not _TOKEN_CHARS.match(key):
-            raise HttpError(400, "Malformed header line", close=True)
+    for line in lines[1:-2]:  # the head ends with an empty line
+        key, _, value = line.partition(":")
         key = key.lower()
         value = value.strip(" \t")
         if key in _FRAMING_HEADERS and key in headers and headers[key] != value:
@@ -411,6 +410,19 @@ def parse_head(head):
     if "content-length" in headers and "transfer-encoding" in headers:
         raise HttpError(400, "Both Content-Length and Transfer-Encoding given", close=True)
     return Request(method.upper(), target.split("?", 1)[0], version, headers)
+
+
+def _head_error(text):
+    """Why a head is malformed, in words."""
+    if "\0" in text:
+        return HttpError(400, "NUL byte in the request head", close=True)
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) == 3 and _TOKEN_CHARS.match(parts[0]) and parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+        return HttpError(400, "Unsupported HTTP version: %s" % parts[2][:20], close=True)
+    if not _HEAD.match(lines[0] + "\r\n\r\n"):
+        return HttpError(400, "Malformed request line", close=True)
+    return HttpError(400, "Malformed header line", close=True)
 
 
 def body_length(headers, max_body):

@@ -40,6 +40,8 @@ export async function startServer(
       AFFINETES_HOST: "127.0.0.1",
       AFFINETES_PORT: "0",
       AFFINETES_PORT_FILE: portFile,
+      // it exits with this test process, even when a test times out before its cleanup
+      AFFINETES_PARENT_PID: String(process.pid),
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
