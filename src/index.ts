@@ -104,6 +104,7 @@ export {
   CallAbortedError,
   CallError,
   CallTimeoutError,
+  CallUnauthorizedError,
   CommandError,
   ConnectionError,
   HostConnectionError,
