@@ -12,6 +12,7 @@ const STATES = ["waiting", "running", "success", "failed", "cancelled"] as const
 
 interface Connection {
   server?: string;
+  bearer?: string;
   prvkey?: string;
   colony?: string;
   json?: boolean;
@@ -33,6 +34,10 @@ export function coloniesCommand(output: OutputFactory): Command {
         "the server (default from COLONIES_SERVER_HOST/PORT/TLS, else http://127.0.0.1:8008)",
       )
       .option("--prvkey <hex>", "the private key signing the request (default COLONIES_PRVKEY)")
+      .option(
+        "--bearer <key>",
+        "the queue key of a server started with --queue-key (default COLONIES_BEARER)",
+      )
       .option("--colony <name>", "the colony (default COLONIES_COLONY_NAME)")
       .option("--json", "machine-readable output");
 
@@ -253,7 +258,8 @@ async function withClient(
   const key = flags.prvkey ?? process.env.COLONIES_PRVKEY;
   if (!key) throw new UsageError("give --prvkey (or set COLONIES_PRVKEY)");
   if (!/^[0-9a-fA-F]{64}$/.test(key)) throw new UsageError("--prvkey must be 64 hex characters");
-  const colonies = new Colonies(serverOf(flags));
+  const bearer = flags.bearer ?? process.env.COLONIES_BEARER;
+  const colonies = new Colonies(serverOf(flags), bearer ? { bearer } : {});
   try {
     await run(colonies, key, output(flags));
   } finally {
