@@ -230,7 +230,10 @@ export const MESSAGES = {
     processid,
     executorname: name(),
     count: count(MAX_INT32),
-    since: z.preprocess(absentIfNull, z.number().min(0).max(MAX_NS).default(0)),
+    since: z.preprocess(
+      absentIfNull,
+      z.number().min(0).max(MAX_NS).refine(Number.isInteger, "expected an integer").default(0),
+    ),
     latest: bool(),
   }),
   getcolonystatsmsg: z.object({ colonyname }),

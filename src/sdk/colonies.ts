@@ -404,7 +404,14 @@ export class Colonies implements AsyncDisposable {
 
   /** An executor registers a function it runs. */
   addFunction(
-    fun: { colonyname: string; executorname: string; funcname: string; description?: string },
+    fun: {
+      colonyname: string;
+      executorname: string;
+      funcname: string;
+      description?: string;
+      /** Registering again under the same id replaces the caller's own function. */
+      functionid?: string;
+    },
     executorPrivateKey: string,
   ): Promise<RegisteredFunction> {
     return this.rpc({ msgtype: "addfunctionmsg", fun }, executorPrivateKey);
