@@ -13,8 +13,14 @@ import { RpcError, errorEnvelope, openEnvelope, replyEnvelope } from "../queue/e
 export const MAX_API_BODY_BYTES = 4 * 1024 * 1024;
 /** A `/pubsub` frame: a signed subscription is a few hundred bytes. */
 export const MAX_PUBSUB_FRAME_BYTES = 64 * 1024;
-/** Open `/pubsub` connections per remote address. */
-export const MAX_PUBSUB_CONNECTIONS_PER_ADDRESS = 32;
+/**
+ * Open `/pubsub` connections per remote address: pycolonies opens one per `wait`, so a
+ * client waiting on many processes at once holds many. Behind a reverse proxy every
+ * client shares the proxy's address (docs/colonyos-protocol.md §10.4).
+ */
+export const MAX_PUBSUB_CONNECTIONS_PER_ADDRESS = 64;
+/** Open `/pubsub` connections in all: with frames capped, each holds at most 64 KiB of unread frame. */
+export const MAX_PUBSUB_CONNECTIONS = 1024;
 /** Subscriptions one `/pubsub` connection holds at once. */
 export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 16;
 
@@ -93,6 +99,9 @@ function digest(key: string): Buffer {
   return createHash("sha256").update(key, "utf8").digest();
 }
 
+/** The count of every open `/pubsub` connection, beside the per-address ones (no address is empty). */
+const ALL = "";
+
 /**
  * Admits a `/pubsub` connection while its address holds fewer than the bound; the place
  * is held until the TCP connection closes, however the upgrade ends.
@@ -103,8 +112,7 @@ async function admit(
   connections: Map<string, number>,
 ): Promise<void> {
   const address = request.ip;
-  const open = connections.get(address) ?? 0;
-  if (open >= MAX_PUBSUB_CONNECTIONS_PER_ADDRESS) {
+  if ((connections.get(address) ?? 0) >= MAX_PUBSUB_CONNECTIONS_PER_ADDRESS) {
     await sendError(
       reply,
       429,
@@ -112,11 +120,20 @@ async function admit(
     );
     return;
   }
-  connections.set(address, open + 1);
+  if ((connections.get(ALL) ?? 0) >= MAX_PUBSUB_CONNECTIONS) {
+    await sendError(reply, 429, `at most ${MAX_PUBSUB_CONNECTIONS} /pubsub connections`);
+    return;
+  }
+  const hold = (key: string, delta: number) => {
+    const count = (connections.get(key) ?? 0) + delta;
+    if (count > 0) connections.set(key, count);
+    else connections.delete(key);
+  };
+  hold(address, 1);
+  hold(ALL, 1);
   request.socket.once("close", () => {
-    const left = (connections.get(address) ?? 1) - 1;
-    if (left > 0) connections.set(address, left);
-    else connections.delete(address);
+    hold(address, -1);
+    hold(ALL, -1);
   });
 }
 

@@ -4,6 +4,7 @@ import { WebSocket } from "ws";
 import type { Identity } from "../../src/index.js";
 import { APIError, Colonies, ProcessStates, funcSpec, newIdentity } from "../../src/index.js";
 import { requestEnvelope } from "../../src/queue/envelope.js";
+import { MAX_PUBSUB_CONNECTIONS_PER_ADDRESS } from "../../src/service/colonies-routes.js";
 import { afs } from "../helpers/afs.js";
 import type { TestColony } from "./queue-fixture.js";
 import { QueueService, isErrorEnvelope, queueTargets } from "./queue-fixture.js";
@@ -377,10 +378,10 @@ describe("the queue's transport bounds (/pubsub frames and connections, /api bod
     socket.close();
   });
 
-  it("an address holds at most 32 /pubsub connections (429), and one connection at most 16 subscriptions", async () => {
+  it("an address holds at most 64 /pubsub connections (429), and one connection at most 16 subscriptions", async () => {
     const sockets: WebSocket[] = [];
     try {
-      for (let i = 0; i < 32; i++) {
+      for (let i = 0; i < MAX_PUBSUB_CONNECTIONS_PER_ADDRESS; i++) {
         const socket = await connect(q.url);
         expect(socket).toBeInstanceOf(WebSocket);
         sockets.push(socket as WebSocket);
