@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Colonies, funcSpec, newIdentity } from "../../sdk/colonies.js";
 import type { FunctionSpec, Process } from "../../sdk/colonies.js";
 import { idOf } from "../../queue/crypto.js";
+import { MAX_DEADLINE_S, MAX_PRIORITY } from "../../queue/messages.js";
 import { UsageError } from "../exit-codes.js";
 import type { Output, OutputFactory } from "../output.js";
 import { table } from "../output.js";
@@ -134,11 +135,13 @@ export function coloniesCommand(output: OutputFactory): Command {
               colonyname: colonyOf(flags),
               executortype: flags.type,
               args: flags.arg.map(parseJsonOrString),
-              priority: Number(flags.priority),
+              priority: integerFlag("--priority", flags.priority, -MAX_PRIORITY, MAX_PRIORITY),
               ...(flags.maxExecTime
-                ? { maxexectime: parsePositiveInt("--max-exec-time", flags.maxExecTime) }
+                ? { maxexectime: parsePositiveInt("--max-exec-time", flags.maxExecTime, MAX_DEADLINE_S) }
                 : {}),
-              ...(flags.maxRetries ? { maxretries: Number(flags.maxRetries) } : {}),
+              ...(flags.maxRetries
+                ? { maxretries: integerFlag("--max-retries", flags.maxRetries, -1, MAX_DEADLINE_S) }
+                : {}),
             });
             const process = await c.submitFuncSpec(spec, key);
             out.result(process.processid, process);
@@ -156,7 +159,7 @@ export function coloniesCommand(output: OutputFactory): Command {
           const processes = await c.getProcesses(
             colonyOf(flags),
             state,
-            parsePositiveInt("--count", flags.count),
+            parsePositiveInt("--count", flags.count, 100),
             key,
           );
           out.result(processTable(processes), processes);
@@ -242,6 +245,14 @@ function serverOf(flags: Connection): string {
   if (!host) return "http://127.0.0.1:8008";
   const tls = process.env.COLONIES_SERVER_TLS === "true";
   return `${tls ? "https" : "http"}://${host}:${process.env.COLONIES_SERVER_PORT ?? "50080"}`;
+}
+
+/** An integer flag in [min, max] (the server's own bounds, so a bad value never leaves the machine). */
+function integerFlag(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^-?\d+$/.test(text.trim()) || value < min || value > max)
+    throw new UsageError(`${flag} must be an integer from ${min} to ${max}, got ${text}`);
+  return value;
 }
 
 function colonyOf(flags: Connection): string {
