@@ -64,6 +64,7 @@ export { runContainerExecutor } from "./sdk/container-executor.js";
 export { Colonies, ProcessStates, funcSpec, newIdentity, generatePrivateKey, idOf } from "./sdk/colonies.js";
 export type {
   ChannelMessage,
+  ColoniesOptions,
   Colony,
   Executor,
   FunctionSpec,
