@@ -49,12 +49,17 @@ function row(what: string, ours: number[], raw: number[], rawName: string, unit 
 async function benchCalls(mode: "docker" | "process"): Promise<void> {
   await using env = await loadEnv(mode === "docker" ? { image } : { envPath: calculator, mode });
   const pool = new Pool(env.endpoint, { connections: CONCURRENCY });
+  // The baseline carries the instance's token too: the server checks it on every call.
+  const headers = {
+    "content-type": "application/json",
+    authorization: `Bearer ${env.instances[0]?.authToken}`,
+  };
   const raw = async () => {
     const res = await pool.request({
       path: "/call",
       method: "POST",
       body: JSON.stringify({ method: "add", args: [], kwargs: { a: 1, b: 2 } }),
-      headers: { "content-type": "application/json" },
+      headers,
     });
     const body = (await res.body.json()) as { result: number };
     if (body.result !== 3) throw new Error("bad result");
@@ -316,12 +321,16 @@ async function benchRemote(): Promise<void> {
   const info = await remoteEngine.getContainer(env.instanceId).inspect();
   const bridgeIp = Object.values(info.NetworkSettings.Networks)[0]?.IPAddress;
   const direct = new Pool(`http://${bridgeIp}:8000`, { connections: 8 });
+  const headers = {
+    "content-type": "application/json",
+    authorization: `Bearer ${env.instances[0]?.authToken}`,
+  };
   const post = (pool: Pool) => async () => {
     const res = await pool.request({
       path: "/call",
       method: "POST",
       body: JSON.stringify({ method: "add", args: [], kwargs: { a: 1, b: 2 } }),
-      headers: { "content-type": "application/json" },
+      headers,
     });
     await res.body.json();
   };

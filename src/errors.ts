@@ -130,6 +130,19 @@ export class InvalidArgumentsError extends CallError {
   }
 }
 
+/**
+ * The method server refused the call (HTTP 401): this client does not hold the token the
+ * instance was started with (another client's instance, or one whose token was lost).
+ */
+export class CallUnauthorizedError extends CallError {
+  readonly endpoint: string;
+
+  constructor(method: string, endpoint: string, detail: string) {
+    super("CALL_UNAUTHORIZED", method, `${method}: ${endpoint} refused the call: ${detail}`);
+    this.endpoint = endpoint;
+  }
+}
+
 /** The method raised in the environment; carries the remote exception and traceback. */
 export class RemoteError extends CallError {
   readonly status: number;

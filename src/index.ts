@@ -65,6 +65,7 @@ export { runContainerExecutor } from "./sdk/container-executor.js";
 export { Colonies, ProcessStates, funcSpec, newIdentity, generatePrivateKey, idOf } from "./sdk/colonies.js";
 export type {
   ChannelMessage,
+  ColoniesOptions,
   Colony,
   Executor,
   FunctionSpec,
@@ -105,6 +106,7 @@ export {
   CallAbortedError,
   CallError,
   CallTimeoutError,
+  CallUnauthorizedError,
   CommandError,
   ConnectionError,
   HostConnectionError,

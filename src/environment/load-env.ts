@@ -25,6 +25,7 @@ import { openEnvironment } from "./open-environment.js";
 import { LABELS } from "../runtime/labels.js";
 import { SlurmRuntime } from "../runtime/slurm/slurm-runtime.js";
 import { randomBytes } from "node:crypto";
+import { instanceToken, newAuthToken } from "../transport/auth-token.js";
 
 /** Options of `loadEnv`: the Python affinetes' `load_env` options, camelCased. */
 export interface LoadEnvOptions extends OperationOptions {
@@ -40,7 +41,11 @@ export interface LoadEnvOptions extends OperationOptions {
   mode?: "docker" | "process" | "slurm";
   /** Slurm settings of mode `slurm`: `sbatchArgs` for every job (`--partition=gpu`, `--time=2:00:00`). */
   slurm?: { sbatchArgs?: string[] };
-  /** Environment variables for the instances. */
+  /**
+   * Environment variables for the instances. Each instance also gets a new random token in
+   * `AFFINETES_AUTH_TOKEN`, which its method server requires of every call (this client and
+   * later ones that connect by name send it); set that variable here to choose the token.
+   */
   envVars?: Record<string, string>;
   /** Overrides the detected type. */
   envType?: EnvType;
@@ -294,9 +299,12 @@ async function startReplicas(
   replicas: number,
   options: OperationOptions,
 ): Promise<Instance[]> {
-  const specs = Array.from({ length: replicas }, (_, i) =>
-    replicas > 1 ? { ...spec, name: `${spec.name}-${i}` } : spec,
-  );
+  const specs = Array.from({ length: replicas }, (_, i) => ({
+    ...spec,
+    ...(replicas > 1 ? { name: `${spec.name}-${i}` } : {}),
+    // Each instance answers only its owner: a token of its own, unless the caller chose one.
+    authToken: instanceToken(spec) ?? newAuthToken(),
+  }));
   // Replicas spread over the hosts in order, then round again.
   const results = await Promise.allSettled(
     specs.map((s, i) => (runtimes[i % runtimes.length] as Runtime).start(s, options)),

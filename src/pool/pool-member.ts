@@ -41,7 +41,7 @@ export class PoolMember implements BalancerCandidate {
     readonly instance: Instance,
   ) {
     this.client = this.newClient();
-    this.prober = readinessClient(this.instance.endpoint());
+    this.prober = readinessClient(this.instance.endpoint(), this.instance.authToken);
   }
 
   /** Whether `/health` answers (any answer for HTTP-based environments), within `timeoutMs`. */
@@ -94,7 +94,7 @@ export class PoolMember implements BalancerCandidate {
     if (this.instance.endpoint() !== before) {
       const [oldClient, oldProber] = [this.client, this.prober];
       this.client = this.newClient();
-      this.prober = readinessClient(this.instance.endpoint());
+      this.prober = readinessClient(this.instance.endpoint(), this.instance.authToken);
       await Promise.all([oldClient.close(), oldProber.close()]);
     }
   }
@@ -119,7 +119,10 @@ export class PoolMember implements BalancerCandidate {
 
   private newClient(): MethodClient {
     return new MethodClient(
-      new HttpClient(this.instance.endpoint(), { connectTimeoutMs: 3_000 }),
+      new HttpClient(this.instance.endpoint(), {
+        connectTimeoutMs: 3_000,
+        authToken: this.instance.authToken,
+      }),
       this.instance.envType,
     );
   }

@@ -17,24 +17,36 @@ export class AssignWaiters {
 
   /**
    * Resolves true when woken (at once when a wake-up came since `seen`), false after
-   * `ms` or when cancelled.
+   * `ms`, when cancelled, or when `signal` aborts. A waiter that leaves is taken out of
+   * the line at once, so a wake-up never goes to an executor that is gone.
    */
-  wait(colonyname: string, executortype: string, ms: number, seen: number): Promise<boolean> {
+  wait(
+    colonyname: string,
+    executortype: string,
+    ms: number,
+    seen: number,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     const key = keyOf(colonyname, executortype);
     if ((this.wakeups.get(key) ?? 0) !== seen) return Promise.resolve(true);
+    if (signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const queue = this.queues.get(key) ?? [];
       this.queues.set(key, queue);
-      const waiter = (woken: boolean) => {
-        clearTimeout(timer);
-        resolve(woken);
-      };
-      const timer = setTimeout(() => {
+      const leave = () => {
         const at = queue.indexOf(waiter);
         if (at >= 0) queue.splice(at, 1);
-        if (queue.length === 0) this.queues.delete(key);
-        resolve(false);
-      }, timerDelay(ms));
+        if (queue.length === 0 && this.queues.get(key) === queue) this.queues.delete(key);
+        finish(false);
+      };
+      const finish = (woken: boolean) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", leave);
+        resolve(woken);
+      };
+      const waiter = (woken: boolean) => finish(woken);
+      const timer = setTimeout(leave, timerDelay(ms));
+      signal?.addEventListener("abort", leave, { once: true });
       queue.push(waiter);
     });
   }

@@ -5,8 +5,11 @@ import { timeString } from "./model.js";
 import type { QueueStore } from "./queue-store.js";
 import { timerDelay } from "../util/deadline.js";
 
-/** ColonyOS' bound on one message. */
-const MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
+/**
+ * The bound on one message: what fits a `POST /api` body (4 MiB) once the payload is
+ * base64 in a base64 envelope. ColonyOS allows 10 MB (docs/colonyos-protocol.md §10).
+ */
+export const MAX_CHANNEL_PAYLOAD_BYTES = 2 * 1024 * 1024;
 /** How often a subscription looks at the store, for entries appended through another replica. */
 const POLL_MS = 250;
 
@@ -34,14 +37,15 @@ export class ChannelHub {
       );
   }
 
-  async append(process: Process, name: string, caller: string, m: Record<string, unknown>): Promise<void> {
-    const sequence = m.sequence ?? 0;
-    const inreplyto = m.inreplyto ?? 0;
-    if (!Number.isSafeInteger(sequence) || !Number.isSafeInteger(inreplyto))
-      throw new RpcError(400, "sequence and inreplyto must be integers");
+  async append(
+    process: Process,
+    name: string,
+    caller: string,
+    m: { sequence: number; inreplyto: number; payload?: string | number[] | undefined },
+  ): Promise<void> {
     const entry: ChannelEntry = {
-      sequence: sequence as number,
-      ...(inreplyto !== 0 ? { inreplyto: inreplyto as number } : {}),
+      sequence: m.sequence,
+      ...(m.inreplyto !== 0 ? { inreplyto: m.inreplyto } : {}),
       timestamp: timeString(Date.now()),
       senderid: caller,
       payload: payloadOf(m.payload),
@@ -122,8 +126,8 @@ export class ChannelHub {
  * A message payload as base64: Go's `[]byte` arrives as a base64 string, or (from the
  * TypeScript client) as an array of byte numbers.
  */
-function payloadOf(value: unknown): string {
-  if (value === undefined || value === null) return "";
+function payloadOf(value: string | number[] | undefined): string {
+  if (value === undefined) return "";
   let bytes: Buffer;
   if (typeof value === "string") {
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value)) throw new RpcError(400, "payload must be base64");
@@ -133,6 +137,6 @@ function payloadOf(value: unknown): string {
   } else {
     throw new RpcError(400, "payload must be base64 or a list of bytes");
   }
-  if (bytes.length > MAX_PAYLOAD_BYTES) throw new RpcError(400, "payload is over 10 MB");
+  if (bytes.length > MAX_CHANNEL_PAYLOAD_BYTES) throw new RpcError(400, "payload is over 2 MiB");
   return bytes.toString("base64");
 }

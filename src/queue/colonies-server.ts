@@ -1,7 +1,10 @@
 import { EventEmitter } from "node:events";
 import { ConflictError } from "../errors.js";
 import { AssignWaiters } from "./assign-waiters.js";
+import { ChannelHub } from "./channels.js";
 import { RpcError } from "./envelope.js";
+import type { FunctionSpecInput, Message } from "./messages.js";
+import { SUBSCRIPTIONS, parseMessage } from "./messages.js";
 import type {
   Attribute,
   Colony,
@@ -13,7 +16,6 @@ import type {
   RegisteredFunction,
   User,
 } from "./model.js";
-import { ChannelHub } from "./channels.js";
 import {
   APPROVED,
   CANCELLED,
@@ -31,6 +33,15 @@ import {
   timeMs,
   timeString,
 } from "./model.js";
+import {
+  cancelled,
+  finished,
+  givenBack,
+  rejectCycles,
+  started,
+  stateName,
+  stateOf,
+} from "./process-transitions.js";
 import type { QueueStore } from "./queue-store.js";
 import { SerialQueue } from "./serial-queue.js";
 import { timerDelay } from "../util/deadline.js";
@@ -42,23 +53,46 @@ export interface Call {
   message: Record<string, unknown>;
 }
 
+/** What the transport knows about the request besides its message. */
+export interface CallContext {
+  /**
+   * Aborts when the caller is gone before the answer reached it: a long-poll assign stops
+   * waiting, and a process it took is given back.
+   */
+  signal?: AbortSignal;
+}
+
 export interface ColoniesServerOptions {
   store: QueueStore;
   /** The server owner's id (`idOf` of its private key): it adds and removes colonies. */
   serverId: string;
   /** How often deadlines are checked; default 1 s (as ColonyOS). */
   deadlineCheckMs?: number;
+  /**
+   * When set, `/api` and `/pubsub` also require `Authorization: Bearer <key>`: the
+   * mitigation of the protocol's replayable envelopes (docs/colonyos-protocol.md §10).
+   */
+  bearerKey?: string | undefined;
 }
 
 const MAX_COUNT = 100;
+const MAX_LOG_COUNT = 500;
 /** How stale an executor's `lastheardfromtime` may be before an assign call records it again. */
 const HEARD_FROM_RESOLUTION_MS = 5_000;
+/** Subscriptions without a timeout of their own. */
+const DEFAULT_SUBSCRIPTION_S = 3600;
+const DEFAULT_CHANNEL_SUBSCRIPTION_S = 30;
 const BUILD = { buildversion: "affinetes", buildtime: "" };
+const HEX_ID = /^[0-9a-f]{64}$/;
 
 /**
  * The process queue on the ColonyOS protocol: colonies, executors, processes with
  * atomic long-poll assignment, deadlines and retries, and workflows (DAGs with dynamic
  * children). Answers decoded, verified calls; `RpcError` carries the HTTP status.
+ *
+ * Every call that names an object (process, graph, log, attribute, function, user,
+ * channel, executor) is checked against the colony the object belongs to, never the
+ * colony the message says.
  */
 export class ColoniesServer {
   private readonly waiters = new AssignWaiters();
@@ -72,6 +106,11 @@ export class ColoniesServer {
   constructor(private readonly options: ColoniesServerOptions) {
     this.changes.setMaxListeners(0); // one per subscription
     this.channels = new ChannelHub(options.store);
+  }
+
+  /** The bearer key `/api` and `/pubsub` require, when one is configured. */
+  get bearerKey(): string | undefined {
+    return this.options.bearerKey || undefined;
   }
 
   /** Starts the deadline loop (maxwaittime, maxexectime and retries). */
@@ -90,211 +129,218 @@ export class ColoniesServer {
   }
 
   /** Answers one call; the reply payload (JSON). */
-  async handle(call: Call): Promise<unknown> {
-    const m = call.message;
+  async handle(call: Call, context: CallContext = {}): Promise<unknown> {
+    const parsed = parseMessage(call.msgtype, call.message);
+    if (SUBSCRIPTIONS.has(parsed.msgtype))
+      throw new RpcError(400, `${parsed.msgtype} is a subscription: send it over the WebSocket /pubsub`);
     const caller = call.callerId ?? "";
-    switch (call.msgtype) {
+    const store = this.options.store;
+    switch (parsed.msgtype) {
       case "versionmsg":
         return { ...BUILD, msgtype: "versionmsg" };
       case "addcolonymsg":
-        return this.addColony(caller, m.colony);
+        return this.addColony(caller, parsed.message.colony);
       case "getcoloniesmsg":
         this.requireServerOwner(caller);
-        return this.options.store.listColonies();
+        return store.listColonies();
       case "getcolonymsg":
-        return (await this.member(caller, str(m, "colonyname"))).colony;
+        return (await this.member(caller, parsed.message.colonyname)).colony;
       case "removecolonymsg":
         this.requireServerOwner(caller);
-        if (!(await this.options.store.removeColony(str(m, "colonyname")))) throw notFound("colony");
+        if (!(await store.removeColony(parsed.message.colonyname))) throw notFound("colony");
         return {};
       case "addexecutormsg":
-        return this.addExecutor(caller, m.executor);
+        return this.addExecutor(caller, parsed.message.executor);
       case "approveexecutormsg":
+        return this.setExecutorState(caller, parsed.message, APPROVED);
       case "rejectexecutormsg":
-        return this.setExecutorState(caller, m, call.msgtype === "approveexecutormsg" ? APPROVED : REJECTED);
-      case "removeexecutormsg":
-        await this.colonyOwner(caller, str(m, "colonyname"));
-        if (!(await this.options.store.removeExecutor(str(m, "colonyname"), str(m, "executorname"))))
-          throw notFound("executor");
+        return this.setExecutorState(caller, parsed.message, REJECTED);
+      case "removeexecutormsg": {
+        const { colonyname, executorname } = parsed.message;
+        await this.colonyOwner(caller, colonyname);
+        if (!(await store.removeExecutor(colonyname, executorname))) throw notFound("executor");
         return {};
+      }
       case "getexecutorsmsg":
-        await this.member(caller, str(m, "colonyname"), { approved: false });
-        return this.options.store.listExecutors(str(m, "colonyname"));
+        await this.member(caller, parsed.message.colonyname, { approved: false });
+        return store.listExecutors(parsed.message.colonyname);
       case "getexecutormsg": {
-        await this.member(caller, str(m, "colonyname"));
-        const executor = await this.options.store.getExecutor(str(m, "colonyname"), str(m, "executorname"));
+        const { colonyname, executorname } = parsed.message;
+        await this.member(caller, colonyname);
+        const executor = await store.getExecutor(colonyname, executorname);
         if (!executor) throw notFound("executor");
         return executor;
       }
+      case "getexecutorbyidmsg": {
+        const { colonyname, executorid } = parsed.message;
+        await this.member(caller, colonyname);
+        const executor = await store.getExecutorById(executorid);
+        if (!executor || executor.colonyname !== colonyname) throw notFound("executor");
+        return executor;
+      }
       case "submitfuncspecmsg":
-        return this.submit(caller, m.spec);
+        return this.submit(caller, parsed.message.spec);
       case "assignprocessmsg":
-        return this.assign(caller, str(m, "colonyname"), num(m, "timeout"));
+        return this.assign(caller, parsed.message.colonyname, parsed.message.timeout, context.signal);
       case "getprocessmsg":
-        return this.readableProcess(caller, str(m, "processid"));
+        return this.readableProcess(caller, parsed.message.processid);
       case "getprocessesmsg":
-        return this.listProcesses(caller, m);
+        return this.listProcesses(caller, parsed.message);
       case "removeprocessmsg":
-        return this.removeProcess(caller, str(m, "processid"));
+        return this.removeProcess(caller, parsed.message.processid);
       case "removeallprocessesmsg": {
-        const colonyname = str(m, "colonyname");
+        const { colonyname, state } = parsed.message;
         await this.colonyOwner(caller, colonyname);
-        const state = m.state ?? -1;
         if (state === RUNNING) throw new RpcError(400, "running processes are not removed: cancel them");
-        await this.options.store.removeProcesses({
-          colonyname,
-          ...(state === -1 ? {} : { state: stateOf(state) }),
-        });
+        await store.removeProcesses({ colonyname, ...(state === -1 ? {} : { state: stateOf(state) }) });
         return {};
       }
       case "cancelprocessmsg":
-        return this.serial.run(() => this.cancelProcess(caller, str(m, "processid")));
+        return this.serial.run(() => this.cancelProcess(caller, parsed.message.processid));
       case "cancelprocessgraphmsg":
-        return this.serial.run(() => this.cancelGraph(caller, str(m, "processgraphid")));
-      case "closesuccessfulmsg":
-        return this.serial.run(() => this.closeSuccessful(caller, str(m, "processid"), list(m, "out")));
-      case "closefailedmsg":
-        return this.serial.run(() =>
-          this.closeFailed(caller, str(m, "processid"), list(m, "errors").map(String)),
-        );
-      case "setoutputmsg":
-        return this.serial.run(() => this.setOutput(caller, str(m, "processid"), list(m, "out")));
+        return this.serial.run(() => this.cancelGraph(caller, parsed.message.processgraphid));
+      case "closesuccessfulmsg": {
+        const { processid, out } = parsed.message;
+        return this.serial.run(() => this.closeSuccessful(caller, processid, out));
+      }
+      case "closefailedmsg": {
+        const { processid, errors } = parsed.message;
+        return this.serial.run(() => this.closeFailed(caller, processid, errors));
+      }
+      case "setoutputmsg": {
+        const { processid, out } = parsed.message;
+        return this.serial.run(() => this.setOutput(caller, processid, out));
+      }
       case "submitworkflowspecmsg":
-        return this.submitWorkflow(caller, m.spec);
+        return this.submitWorkflow(caller, parsed.message.spec);
       case "getprocessgraphmsg":
-        return this.readableGraph(caller, str(m, "processgraphid"));
+        return this.readableGraph(caller, parsed.message.processgraphid);
       case "getprocessgraphsmsg":
-        return this.listGraphs(caller, m);
+        return this.listGraphs(caller, parsed.message);
       case "removeprocessgraphmsg": {
-        const graph = await this.readableGraph(caller, str(m, "processgraphid"));
+        const graph = await this.readableGraph(caller, parsed.message.processgraphid);
         if (graph.state === RUNNING) throw new RpcError(400, "the workflow is running: cancel it first");
-        await this.options.store.removeGraphs({ processgraphid: graph.processgraphid });
+        await store.removeGraphs({ processgraphid: graph.processgraphid });
         return {};
       }
       case "removeallprocessgraphsmsg": {
-        const colonyname = str(m, "colonyname");
+        const { colonyname, state } = parsed.message;
         await this.colonyOwner(caller, colonyname);
-        const state = m.state ?? -1;
         if (state === RUNNING) throw new RpcError(400, "running workflows are not removed: cancel them");
-        await this.options.store.removeGraphs({
-          colonyname,
-          ...(state === -1 ? {} : { state: stateOf(state) }),
-        });
+        await store.removeGraphs({ colonyname, ...(state === -1 ? {} : { state: stateOf(state) }) });
         return {};
       }
       case "channelappendmsg": {
-        const process = await this.channelProcess(caller, m, "write");
-        await this.channels.append(process, str(m, "name"), caller, m);
+        const m = parsed.message;
+        const process = await this.channelProcess(caller, m.processid, m.name, "write");
+        await this.channels.append(process, m.name, caller, m);
         return {};
       }
       case "channelreadmsg": {
-        const process = await this.channelProcess(caller, m, "read");
-        return this.channels.read(process, str(m, "name"), num(m, "afterseq"), num(m, "limit"));
+        const m = parsed.message;
+        const process = await this.channelProcess(caller, m.processid, m.name, "read");
+        return this.channels.read(process, m.name, m.afterseq, m.limit);
       }
       case "addchildmsg":
-        return this.serial.run(() => this.addChild(caller, m));
+        return this.serial.run(() => this.addChild(caller, parsed.message));
       case "addlogmsg":
-        return this.addLog(caller, str(m, "processid"), str(m, "message"));
+        return this.addLog(caller, parsed.message.processid, parsed.message.message);
       case "getlogsmsg":
-        return this.getLogs(caller, m);
+        return this.getLogs(caller, parsed.message);
       case "getcolonystatsmsg":
-        return this.colonyStatistics(caller, str(m, "colonyname"));
-      case "getexecutorbyidmsg": {
-        await this.member(caller, str(m, "colonyname"));
-        const executor = await this.options.store.getExecutorById(str(m, "executorid"));
-        if (!executor || executor.colonyname !== str(m, "colonyname")) throw notFound("executor");
-        return executor;
-      }
+        return this.colonyStatistics(caller, parsed.message.colonyname);
       case "addusermsg":
-        return this.addUser(caller, m.user);
+        return this.addUser(caller, parsed.message.user);
       case "getusersmsg":
-        await this.member(caller, str(m, "colonyname"), { approved: false });
-        return this.options.store.listObjects("user", str(m, "colonyname"));
+        await this.member(caller, parsed.message.colonyname, { approved: false });
+        return store.listObjects("user", parsed.message.colonyname);
       case "getusermsg":
-        return this.user(caller, str(m, "colonyname"), str(m, "name"));
+        return this.user(caller, parsed.message.colonyname, parsed.message.name);
       case "removeusermsg": {
-        await this.colonyOwner(caller, str(m, "colonyname"));
-        const user = await this.user(caller, str(m, "colonyname"), str(m, "name"));
-        await this.options.store.deleteObject("user", user.userid);
+        const { colonyname, name } = parsed.message;
+        await this.colonyOwner(caller, colonyname);
+        const user = await this.user(caller, colonyname, name);
+        await store.deleteObject("user", user.userid);
         return {};
       }
       case "addattributemsg":
-        return this.serial.run(() => this.addAttribute(caller, m.attribute));
+        return this.serial.run(() => this.addAttribute(caller, parsed.message.attribute));
       case "getattributemsg": {
-        const attribute = await this.options.store.getObject<Attribute>("attribute", str(m, "attributeid"));
+        const attribute = await store.getObject<Attribute>("attribute", parsed.message.attributeid);
         if (!attribute) throw notFound("attribute");
         await this.member(caller, attribute.targetcolonyname);
         return attribute;
       }
       case "addfunctionmsg":
-        return this.addFunction(caller, m.fun);
+        return this.addFunction(caller, parsed.message.fun);
       case "getfunctionsmsg": {
-        const colonyname = str(m, "colonyname");
+        const { colonyname, executorname } = parsed.message;
         await this.member(caller, colonyname);
-        const executorname = str(m, "executorname");
-        const all = await this.options.store.listObjects<RegisteredFunction>("function", colonyname);
+        const all = await store.listObjects<RegisteredFunction>("function", colonyname);
         return executorname ? all.filter((f) => f.executorname === executorname) : all;
       }
       case "removefunctionmsg": {
-        const fn = await this.options.store.getObject<RegisteredFunction>("function", str(m, "functionid"));
+        const fn = await store.getObject<RegisteredFunction>("function", parsed.message.functionid);
         if (!fn) throw notFound("function");
         const { executor } = await this.member(caller, fn.colonyname);
         if (executor?.executorname !== fn.executorname)
           throw new RpcError(403, "Access denied, only the executor that added a function removes it");
-        await this.options.store.deleteObject("function", fn.functionid);
+        await store.deleteObject("function", fn.functionid);
         return {};
       }
       default:
-        throw new RpcError(403, `invalid rpcMsg.PayloadType, ${call.msgtype}`);
+        throw new RpcError(403, `invalid rpcMsg.PayloadType, ${parsed.msgtype}`);
     }
   }
 
   // ---- colonies and executors
 
-  private async addColony(caller: string, input: unknown): Promise<Colony> {
+  private async addColony(caller: string, input: Message<"addcolonymsg">["colony"]): Promise<Colony> {
     this.requireServerOwner(caller);
-    const colony = object(input, "colony");
-    const id = str(colony, "colonyid");
-    const name = str(colony, "name");
-    if (!/^[0-9a-f]{64}$/.test(id)) throw new RpcError(400, "colony id must be 64 hex characters");
+    const { colonyid, name } = input;
+    if (!HEX_ID.test(colonyid)) throw new RpcError(400, "colony id must be 64 hex characters");
     if (!name) throw new RpcError(400, "colony name is missing");
-    const record = { colonyid: id, name };
+    const record = { colonyid, name };
     await this.options.store.addColony(record).catch(conflict(`a colony named ${name} exists already`));
     return record;
   }
 
-  private async addExecutor(caller: string, input: unknown): Promise<Executor> {
-    const e = object(input, "executor");
-    const colonyname = str(e, "colonyname");
-    await this.colonyOwner(caller, colonyname);
+  private async addExecutor(caller: string, e: Message<"addexecutormsg">["executor"]): Promise<Executor> {
+    await this.colonyOwner(caller, e.colonyname);
     const now = timeString(Date.now());
     const executor: Executor = {
-      executorid: str(e, "executorid"),
-      executortype: str(e, "executortype"),
-      executorname: str(e, "executorname"),
-      colonyname,
+      executorid: e.executorid,
+      executortype: e.executortype,
+      executorname: e.executorname,
+      colonyname: e.colonyname,
       state: PENDING,
-      requirefuncreg: e.requirefuncreg === true,
+      requirefuncreg: e.requirefuncreg,
       commissiontime: now,
       lastheardfromtime: now,
-      location: { long: 0, lat: 0, name: "", desc: "", ...(e.location as object | undefined) },
+      location: { long: 0, lat: 0, name: "", desc: "", ...e.location },
       capabilities: capabilitiesOf(e.capabilities),
       allocations: { projects: {} },
     };
-    if (!/^[0-9a-f]{64}$/.test(executor.executorid))
-      throw new RpcError(400, "executor id must be 64 hex characters");
+    if (!HEX_ID.test(executor.executorid)) throw new RpcError(400, "executor id must be 64 hex characters");
     if (!executor.executorname || !executor.executortype)
       throw new RpcError(400, "an executor needs executorname and executortype");
     await this.options.store
       .addExecutor(executor)
-      .catch(conflict(`an executor named ${executor.executorname} exists in colony ${colonyname}`));
+      .catch(
+        conflict(
+          `an executor named ${executor.executorname} exists in colony ${e.colonyname}, or one with that id in a colony`,
+        ),
+      );
     return executor;
   }
 
-  private async setExecutorState(caller: string, m: Record<string, unknown>, state: number): Promise<object> {
-    const colonyname = str(m, "colonyname");
-    await this.colonyOwner(caller, colonyname);
-    const executor = await this.options.store.getExecutor(colonyname, str(m, "executorname"));
+  private async setExecutorState(
+    caller: string,
+    m: { colonyname: string; executorname: string },
+    state: number,
+  ): Promise<object> {
+    await this.colonyOwner(caller, m.colonyname);
+    const executor = await this.options.store.getExecutor(m.colonyname, m.executorname);
     if (!executor) throw notFound("executor");
     await this.options.store.updateExecutor({ ...executor, state });
     return {};
@@ -302,22 +348,32 @@ export class ColoniesServer {
 
   // ---- processes
 
-  private async submit(caller: string, input: unknown): Promise<Process> {
-    const spec = this.specOf(input);
+  private async submit(caller: string, input: FunctionSpecInput): Promise<Process> {
+    const spec = specOf(input);
     const who = await this.member(caller, spec.conditions.colonyname);
     const process = newProcess(spec, { id: caller, name: who.name }, Date.now());
     await this.insert([process]);
-    // a process for named executors wakes them all: the one woken first might not be named
-    const wake = spec.conditions.executornames.length ? Number.POSITIVE_INFINITY : 1;
-    this.waiters.wake(spec.conditions.colonyname, spec.conditions.executortype, wake);
+    this.wakeFor(process);
     return process;
+  }
+
+  /** Wakes the executors a WAITING process may go to: one, or all when it names executors (the first woken might not be named). */
+  private wakeFor(process: Process): void {
+    const { colonyname, executortype, executornames } = process.spec.conditions;
+    this.waiters.wake(colonyname, executortype, executornames.length ? Number.POSITIVE_INFINITY : 1);
   }
 
   /**
    * Long-poll assignment: the first assignable process, else wait for one to be submitted
-   * (one waiter woken per new process) until `timeout` seconds; then 404.
+   * (one waiter woken per new process) until `timeout` seconds; then 404. A caller that
+   * leaves (`signal`) stops waiting; a process taken for it is given back.
    */
-  private async assign(caller: string, colonyname: string, timeoutS: number): Promise<Process> {
+  private async assign(
+    caller: string,
+    colonyname: string,
+    timeoutS: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Process> {
     if (timeoutS === 0) throw new RpcError(400, "timeout must not be 0");
     const { executor } = await this.member(caller, colonyname);
     if (!executor) throw new RpcError(403, "only an executor of the colony is assigned processes");
@@ -326,6 +382,7 @@ export class ColoniesServer {
       await this.options.store.updateExecutor({ ...executor, lastheardfromtime: timeString(Date.now()) });
     const deadline = Date.now() + Math.max(0, timeoutS) * 1000;
     for (;;) {
+      if (signal?.aborted) throw gone();
       const seen = this.waiters.seen(colonyname, executor.executortype);
       const process = await this.options.store.assign(
         {
@@ -336,15 +393,45 @@ export class ColoniesServer {
         },
         (p) => started(p, executor.executorid, Date.now()),
       );
-      if (process) {
-        const withInput = await this.withInput(process);
-        this.changes.emit("process", withInput);
-        return withInput;
-      }
+      if (process) return this.handOver(await this.withInput(process), signal);
       const left = deadline - Date.now();
       if (timeoutS < 0 || left <= 0) throw new RpcError(404, "No process available for assignment");
-      const woken = await this.waiters.wait(colonyname, executor.executortype, left, seen);
+      const woken = await this.waiters.wait(colonyname, executor.executortype, left, seen, signal);
+      if (!woken && signal?.aborted) throw gone();
       if (!woken) throw new RpcError(404, "No process available for assignment");
+    }
+  }
+
+  /**
+   * A process just taken for an executor, handed to the transport: given back at once when
+   * the caller already left, or later if the answer never reaches it (`signal` aborts).
+   */
+  private handOver(process: Process, signal: AbortSignal | undefined): Process {
+    this.changes.emit("process", process);
+    if (signal?.aborted) {
+      void this.giveBack(process);
+      throw gone();
+    }
+    signal?.addEventListener("abort", () => void this.giveBack(process), { once: true });
+    return process;
+  }
+
+  /** Undoes an assignment its executor never received (not a retry: it never ran). */
+  private async giveBack(assigned: Process): Promise<void> {
+    try {
+      const back = await this.options.store.release(
+        {
+          processid: assigned.processid,
+          executorid: assigned.assignedexecutorid,
+          starttime: assigned.starttime,
+        },
+        givenBack,
+      );
+      if (!back) return; // closed, timed out or cancelled meanwhile: nothing to give back
+      this.changes.emit("process", back);
+      this.wakeFor(back);
+    } catch {
+      // the store failed: the process's maxexectime, when it has one, still brings it back
     }
   }
 
@@ -401,17 +488,15 @@ export class ColoniesServer {
     return {};
   }
 
-  private async listProcesses(caller: string, m: Record<string, unknown>): Promise<Process[]> {
-    const colonyname = str(m, "colonyname");
-    await this.member(caller, colonyname);
-    const count = num(m, "count");
-    if (count > MAX_COUNT) throw new RpcError(400, `count is at most ${MAX_COUNT}`);
+  private async listProcesses(caller: string, m: Message<"getprocessesmsg">): Promise<Process[]> {
+    await this.member(caller, m.colonyname);
+    if (m.count > MAX_COUNT) throw new RpcError(400, `count is at most ${MAX_COUNT}`);
     return this.options.store.listProcesses({
-      colonyname,
+      colonyname: m.colonyname,
       state: stateOf(m.state),
-      count,
-      ...(typeof m.executortype === "string" ? { executortype: m.executortype } : {}),
-      ...(typeof m.label === "string" ? { label: m.label } : {}),
+      count: m.count,
+      ...(m.executortype ? { executortype: m.executortype } : {}),
+      ...(m.label ? { label: m.label } : {}),
     });
   }
 
@@ -449,17 +534,15 @@ export class ColoniesServer {
 
   // ---- workflows
 
-  private async submitWorkflow(caller: string, input: unknown): Promise<ProcessGraph> {
-    const workflow = object(input, "spec");
-    const colonyname = str(workflow, "colonyname");
+  private async submitWorkflow(
+    caller: string,
+    workflow: Message<"submitworkflowspecmsg">["spec"],
+  ): Promise<ProcessGraph> {
+    const { colonyname } = workflow;
     const who = await this.member(caller, colonyname);
-    const specs = list(workflow, "functionspecs").map((s) => {
+    const specs = workflow.functionspecs.map((given) => {
       // the workflow's colony is every spec's (as ColonyOS does)
-      const given = object(s, "functionspecs[]");
-      const spec = this.specOf({
-        ...given,
-        conditions: { ...(given.conditions as object | null), colonyname },
-      });
+      const spec = specOf(given, colonyname);
       if (spec.maxexectime === 0) spec.maxexectime = -1;
       return spec;
     });
@@ -490,8 +573,8 @@ export class ColoniesServer {
         parent.children.push(process.processid);
       }
     }
-    rejectCycles([...byName.values()]);
     const processes = [...byName.values()];
+    rejectCycles(processes);
     const graph: ProcessGraph = {
       processgraphid: graphId,
       initiatorid: caller,
@@ -507,9 +590,7 @@ export class ColoniesServer {
       edges: [],
     };
     await this.insert(processes, graph);
-    for (const root of processes.filter((p) => !p.waitforparents)) {
-      this.waiters.wake(colonyname, root.spec.conditions.executortype, 1);
-    }
+    for (const root of processes.filter((p) => !p.waitforparents)) this.wakeFor(root);
     return graph;
   }
 
@@ -517,22 +598,21 @@ export class ColoniesServer {
    * A running process adds a child to its graph (map/reduce): after the parent (or, with
    * `insert`, between the parent and its children).
    */
-  private async addChild(caller: string, m: Record<string, unknown>): Promise<Process> {
-    const parent = await this.assignedTo(caller, str(m, "parentprocessid"));
-    const graphId = str(m, "processgraphid");
+  private async addChild(caller: string, m: Message<"addchildmsg">): Promise<Process> {
+    const parent = await this.assignedTo(caller, m.parentprocessid);
+    const graphId = m.processgraphid;
     if (parent.state !== RUNNING || parent.processgraphid !== graphId)
       throw new RpcError(400, "children are added by a running process of the graph");
     const graph = await this.options.store.getGraph(graphId);
     if (!graph) throw notFound("process graph");
-    const spec = this.specOf(m.spec);
-    spec.conditions.colonyname = graph.colonyname;
+    const spec = specOf(m.spec, graph.colonyname);
     const child = newProcess(spec, { id: caller, name: parent.spec.conditions.executortype }, Date.now(), {
       id: graphId,
       waitforparents: true,
     });
     child.parents = [parent.processid];
     const changed: Process[] = [];
-    if (m.insert === true) {
+    if (m.insert) {
       child.children = parent.children;
       for (const old of await this.options.store.getProcesses(parent.children)) {
         changed.push({
@@ -543,11 +623,10 @@ export class ColoniesServer {
       changed.push({ ...parent, children: [child.processid] });
     } else {
       changed.push({ ...parent, children: [...parent.children, child.processid] });
-      const after = typeof m.childprocessid === "string" ? m.childprocessid : "";
-      if (after) {
-        const next = await this.options.store.getProcess(after);
+      if (m.childprocessid) {
+        const next = await this.options.store.getProcess(m.childprocessid);
         if (!next || next.processgraphid !== graphId) throw notFound("child process");
-        child.children = [after];
+        child.children = [m.childprocessid];
         changed.push({ ...next, parents: [...next.parents, child.processid], waitforparents: true });
       }
     }
@@ -607,40 +686,49 @@ export class ColoniesServer {
     }
   }
 
-  private async listGraphs(caller: string, m: Record<string, unknown>): Promise<ProcessGraph[]> {
-    const colonyname = str(m, "colonyname");
-    await this.member(caller, colonyname);
-    const count = num(m, "count");
-    if (count > MAX_COUNT) throw new RpcError(400, `count is at most ${MAX_COUNT}`);
-    return this.options.store.listGraphs({ colonyname, state: stateOf(m.state ?? 0), count });
+  private async listGraphs(caller: string, m: Message<"getprocessgraphsmsg">): Promise<ProcessGraph[]> {
+    await this.member(caller, m.colonyname);
+    if (m.count > MAX_COUNT) throw new RpcError(400, `count is at most ${MAX_COUNT}`);
+    return this.options.store.listGraphs({
+      colonyname: m.colonyname,
+      state: stateOf(m.state),
+      count: m.count,
+    });
   }
 
   private async readableGraph(caller: string, id: string): Promise<ProcessGraph> {
     const graph = await this.options.store.getGraph(id);
-    if (!graph) throw new RpcError(500, "Failed to get process graph, process graph is nil");
+    if (!graph) throw notFound("process graph");
     await this.member(caller, graph.colonyname);
     return graph;
   }
 
   // ---- users, attributes, registered functions
 
-  private async addUser(caller: string, input: unknown): Promise<User> {
-    const u = object(input, "user");
-    const colonyname = str(u, "colonyname");
-    await this.colonyOwner(caller, colonyname);
+  /**
+   * The colony owner adds a user. Its id must be new to the whole server (as ColonyOS):
+   * a user of another colony is never moved or replaced.
+   */
+  private async addUser(caller: string, u: Message<"addusermsg">["user"]): Promise<User> {
+    await this.colonyOwner(caller, u.colonyname);
     const user: User = {
-      colonyname,
-      userid: str(u, "userid"),
-      name: str(u, "name"),
-      email: str(u, "email"),
-      phone: str(u, "phone"),
+      colonyname: u.colonyname,
+      userid: u.userid,
+      name: u.name,
+      email: u.email,
+      phone: u.phone,
     };
-    if (!/^[0-9a-f]{64}$/.test(user.userid)) throw new RpcError(400, "user id must be 64 hex characters");
+    if (!HEX_ID.test(user.userid)) throw new RpcError(400, "user id must be 64 hex characters");
     if (!user.name) throw new RpcError(400, "a user needs a name");
-    const users = await this.options.store.listObjects<User>("user", colonyname);
-    if (users.some((other) => other.name === user.name || other.userid === user.userid))
-      throw new RpcError(400, `a user named ${user.name} (or with that id) exists in colony ${colonyname}`);
-    await this.options.store.putObject("user", user.userid, colonyname, user);
+    const users = await this.options.store.listObjects<User>("user", u.colonyname);
+    if (users.some((other) => other.name === user.name))
+      throw new RpcError(
+        400,
+        `A user with name <${user.name}> already exists in Colony with name <${u.colonyname}>`,
+      );
+    const taken = () => new RpcError(400, `A user with Id <${user.userid}> already exists`);
+    if (await this.options.store.getObject<User>("user", user.userid)) throw taken();
+    if (!(await this.options.store.putObject("user", user.userid, u.colonyname, user))) throw taken();
     return user;
   }
 
@@ -654,48 +742,51 @@ export class ColoniesServer {
   }
 
   /** An attribute of a running process, set by its executor; it also shows in the process's `attributes`. */
-  private async addAttribute(caller: string, input: unknown): Promise<Attribute> {
-    const a = object(input, "attribute");
-    const process = await this.assignedTo(caller, str(a, "targetid"));
+  private async addAttribute(caller: string, a: Message<"addattributemsg">["attribute"]): Promise<Attribute> {
+    const process = await this.assignedTo(caller, a.targetid);
     if (process.state !== RUNNING) throw new RpcError(400, "attributes are added while the process runs");
-    const attributetype = num(a, "attributetype");
-    const key = str(a, "key");
     const attribute: Attribute = {
-      attributeid: sha3Hex(`${process.processid}${key}${attributetype}`),
+      attributeid: sha3Hex(`${process.processid}${a.key}${a.attributetype}`),
       targetid: process.processid,
       targetcolonyname: process.spec.conditions.colonyname,
       targetprocessgraphid: process.processgraphid,
       state: process.state,
-      attributetype,
-      key,
-      value: str(a, "value"),
+      attributetype: a.attributetype,
+      key: a.key,
+      value: a.value,
     };
-    await this.options.store.putObject(
+    const put = await this.options.store.putObject(
       "attribute",
       attribute.attributeid,
       attribute.targetcolonyname,
       attribute,
     );
+    if (!put) throw new RpcError(400, "the attribute id is taken");
     const others = (process.attributes as Attribute[]).filter((x) => x.attributeid !== attribute.attributeid);
     await this.save([{ ...process, attributes: [...others, attribute] }]);
     return attribute;
   }
 
-  /** An executor registers a function it runs (for discovery: `getfunctionsmsg`). */
-  private async addFunction(caller: string, input: unknown): Promise<RegisteredFunction> {
-    const f = object(input, "fun");
-    const colonyname = str(f, "colonyname");
-    const { executor } = await this.member(caller, colonyname);
-    if (!executor || executor.executorname !== str(f, "executorname"))
+  /**
+   * An executor registers a function it runs (for discovery: `getfunctionsmsg`). It may
+   * register again under the same id; an id another colony's or executor's function holds
+   * is refused.
+   */
+  private async addFunction(
+    caller: string,
+    f: Message<"addfunctionmsg">["fun"],
+  ): Promise<RegisteredFunction> {
+    const { executor } = await this.member(caller, f.colonyname);
+    if (!executor || executor.executorname !== f.executorname)
       throw new RpcError(403, "Access denied, an executor adds its own functions");
     const fn: RegisteredFunction = {
-      functionid: str(f, "functionid") || newId(),
+      functionid: f.functionid || newId(),
       executorname: executor.executorname,
       executortype: executor.executortype,
-      colonyname,
-      funcname: str(f, "funcname"),
-      description: str(f, "description"),
-      args: Array.isArray(f.args) ? f.args : [],
+      colonyname: f.colonyname,
+      funcname: f.funcname,
+      description: f.description,
+      args: f.args,
       counter: 0,
       minwaittime: 0,
       maxwaittime: 0,
@@ -705,7 +796,8 @@ export class ColoniesServer {
       avgexectime: 0,
     };
     if (!fn.funcname) throw new RpcError(400, "a function needs funcname");
-    await this.options.store.putObject("function", fn.functionid, colonyname, fn);
+    if (!(await this.options.store.putObject("function", fn.functionid, f.colonyname, fn)))
+      throw new RpcError(400, `A function with Id <${fn.functionid}> already exists`);
     return fn;
   }
 
@@ -725,15 +817,14 @@ export class ColoniesServer {
     return {};
   }
 
-  private async getLogs(caller: string, m: Record<string, unknown>): Promise<unknown[]> {
-    await this.member(caller, str(m, "colonyname"));
-    const count = num(m, "count");
-    if (count > 500) throw new RpcError(403, "count is at most 500");
-    return this.options.store.getLogs({
-      processid: str(m, "processid"),
-      count,
-      since: typeof m.since === "number" ? m.since : 0,
-    });
+  /**
+   * A process's logs, to members of the process's colony (as ColonyOS: the colony the
+   * message names is not what is checked). Logs by executor are not kept here.
+   */
+  private async getLogs(caller: string, m: Message<"getlogsmsg">): Promise<unknown[]> {
+    await this.readableProcess(caller, m.processid);
+    if (m.count > MAX_LOG_COUNT) throw new RpcError(403, `Count exceeds max log count (${MAX_LOG_COUNT})`);
+    return this.options.store.getLogs({ processid: m.processid, count: m.count, since: m.since });
   }
 
   private async colonyStatistics(caller: string, colonyname: string): Promise<Record<string, number>> {
@@ -804,46 +895,48 @@ export class ColoniesServer {
     pushFrame: (payloadtype: string, payload: unknown) => void,
     ended: () => void,
   ): Promise<() => void> {
-    const m = call.message;
+    const parsed = parseMessage(call.msgtype, call.message);
     const caller = call.callerId ?? "";
-    if (call.msgtype === "subscribechannelmsg") {
-      const process = await this.channelProcess(caller, m, "read");
-      const timeoutS = typeof m.timeout === "number" && m.timeout > 0 ? m.timeout : 30;
+    if (parsed.msgtype === "subscribechannelmsg") {
+      const m = parsed.message;
+      const process = await this.channelProcess(caller, m.processid, m.name, "read");
       return this.channels.subscribe(
         process,
-        str(m, "name"),
-        num(m, "afterseq"),
-        timeoutS,
+        m.name,
+        m.afterseq,
+        m.timeout > 0 ? m.timeout : DEFAULT_CHANNEL_SUBSCRIPTION_S,
         (entries) => pushFrame("subscribechannelmsg", entries),
         ended,
       );
     }
     // ColonyOS sends both kinds of process frames as subscribeprocessmsg
     const push = (process: Process) => pushFrame("subscribeprocessmsg", process);
-    const state = stateOf(m.state ?? SUCCESS);
     let matches: (p: Process) => boolean;
-    if (call.msgtype === "subscribeprocessmsg") {
-      const process = await this.readableProcess(caller, str(m, "processid"));
+    let timeoutS: number;
+    if (parsed.msgtype === "subscribeprocessmsg") {
+      const state = stateOf(parsed.message.state);
+      const process = await this.readableProcess(caller, parsed.message.processid);
       matches = (p) => p.processid === process.processid && p.state === state;
+      timeoutS = parsed.message.timeout;
       if (matches(process)) push(process);
-    } else if (call.msgtype === "subscribeprocessesmsg") {
-      const colonyname = str(m, "colonyname");
+    } else if (parsed.msgtype === "subscribeprocessesmsg") {
+      const { colonyname, executortype } = parsed.message;
+      const state = stateOf(parsed.message.state);
       const { executor } = await this.member(caller, colonyname);
       if (!executor) throw new RpcError(403, "only an executor of the colony subscribes to its processes");
-      const type = str(m, "executortype");
       matches = (p) =>
         p.spec.conditions.colonyname === colonyname &&
-        p.spec.conditions.executortype === type &&
+        p.spec.conditions.executortype === executortype &&
         p.state === state;
+      timeoutS = parsed.message.timeout;
     } else {
-      throw new RpcError(400, `${call.msgtype} is not a subscription`);
+      throw new RpcError(400, `${parsed.msgtype} is not a subscription`);
     }
     const listener = (p: Process) => {
       if (matches(p)) push(p);
     };
     this.changes.on("process", listener);
-    const timeoutS = typeof m.timeout === "number" && m.timeout > 0 ? m.timeout : 3600;
-    const lifetimeMs = timerDelay(timeoutS * 1000);
+    const lifetimeMs = timerDelay((timeoutS > 0 ? timeoutS : DEFAULT_SUBSCRIPTION_S) * 1000);
     const timer = setTimeout(() => {
       stop();
       ended();
@@ -882,8 +975,8 @@ export class ColoniesServer {
   }
 
   /**
-   * The caller as a member of the colony: its owner, or one of its executors (approved,
-   * unless `approved: false`).
+   * The caller as a member of the colony: its owner, or one of its users, or one of its
+   * executors (approved, unless `approved: false`).
    */
   private async member(
     caller: string,
@@ -901,17 +994,18 @@ export class ColoniesServer {
     return { colony, executor, name: executor.executorname };
   }
 
+  /** A process, to members of its colony (403 otherwise, as ColonyOS; 404 when there is none). */
   private async readableProcess(caller: string, processid: string): Promise<Process> {
     const process = await this.options.store.getProcess(processid);
-    if (!process) throw new RpcError(500, "Failed to get process, process is nil");
+    if (!process) throw notFound("process");
     await this.member(caller, process.spec.conditions.colonyname);
     return process;
   }
 
+  /** A process the caller runs: its assigned executor, still an approved member of its colony. */
   private async assignedTo(caller: string, processid: string): Promise<Process> {
-    const process = await this.options.store.getProcess(processid);
-    if (!process) throw new RpcError(500, "Failed to get process, process is nil");
-    if (process.assignedexecutorid !== caller)
+    const process = await this.readableProcess(caller, processid);
+    if (!process.assignedexecutorid || process.assignedexecutorid !== caller)
       throw new RpcError(403, "Access denied, not the executor assigned to the process");
     return process;
   }
@@ -919,114 +1013,43 @@ export class ColoniesServer {
   /** The process whose channel the caller reads or writes, checked (§3.5 of the protocol notes). */
   private async channelProcess(
     caller: string,
-    m: Record<string, unknown>,
+    processid: string,
+    name: string,
     what: "read" | "write",
   ): Promise<Process> {
-    const process = await this.options.store.getProcess(str(m, "processid"));
-    if (!process) throw new RpcError(404, "Process not found");
-    await this.member(caller, process.spec.conditions.colonyname);
-    ChannelHub.check(process, str(m, "name"), caller, what);
+    const process = await this.readableProcess(caller, processid);
+    ChannelHub.check(process, name, caller, what);
     return process;
   }
-
-  private specOf(input: unknown): FunctionSpec {
-    const spec = completeSpec(object(input, "spec") as Partial<FunctionSpec>);
-    if (!spec.conditions.colonyname) throw new RpcError(400, "spec.conditions.colonyname is missing");
-    if (!spec.conditions.executortype) throw new RpcError(400, "spec.conditions.executortype is missing");
-    if (!Number.isInteger(spec.priority) || spec.priority < -50_000 || spec.priority > 50_000)
-      throw new RpcError(400, "priority must be an integer in [-50000, 50000]");
-    return spec;
-  }
 }
 
-/** A process just assigned: RUNNING, its execution deadline set when it has one. */
-function started(process: Process, executorid: string, now: number): Process {
-  const maxexec = process.spec.maxexectime;
-  return {
-    ...process,
-    state: RUNNING,
-    isassigned: true,
-    assignedexecutorid: executorid,
-    starttime: timeString(now),
-    // a deliberate difference from ColonyOS: maxexectime <= 0 means no limit (0 would fail at once there)
-    execdeadline: maxexec > 0 ? timeString(now + maxexec * 1000) : ZERO_TIME,
-  };
+/**
+ * A function spec with every field present, its colony (`colonyname`, when given,
+ * overrides the spec's: a workflow's processes are in the workflow's colony) and
+ * executor type given.
+ */
+function specOf(input: FunctionSpecInput, colonyname?: string): FunctionSpec {
+  // fs is passed through as sent (ColonyOS' snapshot and directory shapes vary by version)
+  const spec = completeSpec({ ...input, fs: input.fs as FunctionSpec["fs"] | undefined });
+  if (colonyname !== undefined) spec.conditions.colonyname = colonyname;
+  if (!spec.conditions.colonyname) throw new RpcError(400, "spec.conditions.colonyname is missing");
+  if (!spec.conditions.executortype) throw new RpcError(400, "spec.conditions.executortype is missing");
+  return spec;
 }
 
-function rejectCycles(processes: readonly Process[]): void {
-  const byId = new Map(processes.map((p) => [p.processid, p]));
-  const state = new Map<string, "visiting" | "done">();
-  const visit = (p: Process): void => {
-    if (state.get(p.processid) === "done") return;
-    if (state.get(p.processid) === "visiting")
-      throw new RpcError(400, `the workflow has a cycle through ${p.spec.nodename}`);
-    state.set(p.processid, "visiting");
-    for (const child of p.children) visit(byId.get(child) as Process);
-    state.set(p.processid, "done");
-  };
-  for (const p of processes) visit(p);
-}
-
-function capabilitiesOf(input: unknown): Executor["capabilities"] {
-  const c = (input ?? {}) as { hardware?: unknown; software?: unknown };
+function capabilitiesOf(input: Record<string, unknown> | undefined): Executor["capabilities"] {
   // older clients send single objects, newer ones arrays
   const asList = (v: unknown) => (Array.isArray(v) ? v : v ? [v] : []);
-  return { hardware: asList(c.hardware), software: asList(c.software) };
-}
-
-function object(value: unknown, field: string): Record<string, unknown> {
-  if (value === null || typeof value !== "object" || Array.isArray(value))
-    throw new RpcError(400, `${field} must be an object`);
-  return value as Record<string, unknown>;
-}
-
-function str(m: Record<string, unknown>, field: string): string {
-  const value = m[field];
-  if (value === undefined || value === null) return "";
-  if (typeof value !== "string") throw new RpcError(400, `${field} must be a string`);
-  return value;
-}
-
-function num(m: Record<string, unknown>, field: string): number {
-  const value = m[field] ?? 0;
-  if (typeof value !== "number" || !Number.isFinite(value))
-    throw new RpcError(400, `${field} must be a number`);
-  return value;
-}
-
-function list(m: Record<string, unknown>, field: string): unknown[] {
-  const value = m[field] ?? [];
-  if (!Array.isArray(value)) throw new RpcError(400, `${field} must be a list`);
-  return value;
-}
-
-function stateOf(value: unknown): ProcessState {
-  if (value === WAITING || value === RUNNING || value === SUCCESS || value === FAILED || value === CANCELLED)
-    return value;
-  throw new RpcError(400, "state must be 0 (waiting), 1 (running), 2 (success), 3 (failed) or 4 (cancelled)");
-}
-
-function stateName(state: ProcessState): string {
-  return ["WAITING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"][state] ?? String(state);
-}
-
-function finished(state: ProcessState): boolean {
-  return state === SUCCESS || state === FAILED || state === CANCELLED;
-}
-
-/** A process cancelled now: never assigned again, no deadlines. */
-function cancelled(process: Process, now: number): Process {
-  return {
-    ...process,
-    state: CANCELLED,
-    endtime: timeString(now),
-    execdeadline: ZERO_TIME,
-    waitdeadline: ZERO_TIME,
-  };
+  return { hardware: asList(input?.hardware), software: asList(input?.software) };
 }
 
 function notFound(what: string): RpcError {
   return new RpcError(404, `the ${what} does not exist`);
+}
+
+/** The caller left: nobody reads this answer. */
+function gone(): RpcError {
+  return new RpcError(400, "the caller is gone");
 }
 
 function conflict(message: string): (err: unknown) => never {

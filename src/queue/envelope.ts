@@ -1,4 +1,4 @@
-import { ValidationError } from "../errors.js";
+import { AffinetesError, ValidationError } from "../errors.js";
 import { recoverId, sign } from "./crypto.js";
 
 /** An RPC request as it travels: the inner JSON in base64, signed by its sender. */
@@ -18,6 +18,9 @@ export interface SignedRequest {
 
 /** Messages the server answers without a signature. */
 const UNSIGNED = new Set(["versionmsg", "getserverinfomsg"]);
+/** Standard base64 with padding, as every ColonyOS client sends it (Go's StdEncoding refuses the rest). */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const MAX_PAYLOADTYPE_CHARS = 64;
 
 /** Builds a signed request envelope (client side). */
 export function requestEnvelope(
@@ -29,33 +32,40 @@ export function requestEnvelope(
 }
 
 /**
- * Opens a request envelope: the payload's JSON, its msgtype matching the envelope's, and
- * the sender's id recovered from the signature (`ValidationError` with `status` 400 or
- * 403 otherwise, as ColonyOS answers).
+ * Opens a request envelope: the sender's id recovered from the signature first (403 when
+ * it does not verify, as ColonyOS answers), so an unsigned body costs no more than its
+ * envelope; then the payload's JSON, whose msgtype must match the envelope's (400).
  */
 export function openEnvelope(body: unknown): SignedRequest {
-  if (body === null || typeof body !== "object")
+  if (body === null || typeof body !== "object" || Array.isArray(body))
     throw new RpcError(400, "the request is not a JSON envelope");
-  const { payloadtype, payload, signature } = body as Partial<RequestEnvelope>;
+  const { payloadtype, payload, signature } = body as Partial<Record<keyof RequestEnvelope, unknown>>;
   if (typeof payloadtype !== "string" || typeof payload !== "string")
-    throw new RpcError(400, "the envelope needs payloadtype and payload");
-  let message: Record<string, unknown>;
+    throw new RpcError(400, "the envelope needs payloadtype and payload (strings)");
+  if (payloadtype.length > MAX_PAYLOADTYPE_CHARS) throw new RpcError(400, "payloadtype is too long");
+  let callerId: string | undefined;
+  if (!UNSIGNED.has(payloadtype)) {
+    if (typeof signature !== "string") throw new RpcError(403, "the request is not signed");
+    try {
+      callerId = recoverId(payload, signature);
+    } catch (err) {
+      throw new RpcError(403, err instanceof ValidationError ? err.message : "invalid signature");
+    }
+  }
+  if (!BASE64.test(payload) || payload.length % 4 !== 0)
+    throw new RpcError(400, "the payload is not standard base64");
+  let message: unknown;
   try {
-    message = JSON.parse(Buffer.from(payload, "base64").toString("utf8")) as Record<string, unknown>;
+    message = JSON.parse(Buffer.from(payload, "base64").toString("utf8"));
   } catch {
     throw new RpcError(400, "the payload is not base64 of a JSON message");
   }
-  if (message === null || typeof message !== "object")
+  if (message === null || typeof message !== "object" || Array.isArray(message))
     throw new RpcError(400, "the payload is not a JSON object");
-  if (message.msgtype !== payloadtype)
+  const inner = message as Record<string, unknown>;
+  if (inner.msgtype !== payloadtype)
     throw new RpcError(400, `msg.MsgType does not match payloadType ${payloadtype}`);
-  if (UNSIGNED.has(payloadtype)) return { msgtype: payloadtype, callerId: undefined, message };
-  if (typeof signature !== "string") throw new RpcError(403, "the request is not signed");
-  try {
-    return { msgtype: payloadtype, callerId: recoverId(payload, signature), message };
-  } catch (err) {
-    throw new RpcError(403, err instanceof ValidationError ? err.message : "invalid signature");
-  }
+  return { msgtype: payloadtype, callerId, message: inner };
 }
 
 /** A reply envelope: the result's JSON in base64. */
@@ -76,13 +86,21 @@ export function errorEnvelope(status: number, message: string) {
   };
 }
 
+const CODES: Record<number, string> = {
+  400: "BAD_REQUEST",
+  401: "UNAUTHENTICATED",
+  403: "FORBIDDEN",
+  404: "NOT_FOUND",
+  413: "PAYLOAD_TOO_LARGE",
+  429: "TOO_MANY_REQUESTS",
+};
+
 /** A failure answered with its HTTP status and message, as the ColonyOS server does. */
-export class RpcError extends Error {
+export class RpcError extends AffinetesError {
   constructor(
     readonly status: number,
     message: string,
   ) {
-    super(message);
-    this.name = "RpcError";
+    super(CODES[status] ?? "INTERNAL", message);
   }
 }

@@ -1,3 +1,4 @@
+import { RUNNING } from "./model.js";
 import type {
   ChannelEntry,
   Colony,
@@ -78,6 +79,15 @@ export interface QueueStore {
    * the same process, also from several service processes.
    */
   assign(request: AssignRequest, start: (process: Process) => Process): Promise<Process | undefined>;
+  /**
+   * Atomically gives back a process whose executor never got it (its client left before
+   * the answer): only while it is still RUNNING on `executorid` since `starttime`, it is
+   * replaced by `back(stored)`. The given-back process, or undefined when it had moved on.
+   */
+  release(
+    assigned: { processid: string; executorid: string; starttime: string },
+    back: (process: Process) => Process,
+  ): Promise<Process | undefined>;
   /** RUNNING processes past their execution deadline, and WAITING ones past their waiting deadline. */
   pastDeadlines(nowMs: number): Promise<{ running: Process[]; waiting: Process[] }>;
 
@@ -90,9 +100,12 @@ export interface QueueStore {
 
   /**
    * Keyed objects of a colony that need no queries of their own (users, attributes,
-   * registered functions), as documents. `put` replaces one of the same kind and id.
+   * registered functions), as documents. `put` adds one, or replaces the one of the same
+   * kind and id when it belongs to the same colony and (functions) the same
+   * `executorname`; when another colony's or executor's object holds the id it changes
+   * nothing and answers false (atomically: no check-then-write window).
    */
-  putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<void>;
+  putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<boolean>;
   getObject<T>(kind: ObjectKind, id: string): Promise<T | undefined>;
   /** A colony's objects of a kind, in the order they were first put. */
   listObjects<T>(kind: ObjectKind, colonyname: string): Promise<T[]>;
@@ -110,4 +123,16 @@ export interface QueueStore {
   readChannel(processid: string, name: string, after: number, limit: number): Promise<ChannelEntry[]>;
 
   close(): Promise<void>;
+}
+
+/** Whether a stored process is still the assignment `release` means to undo. */
+export function stillAssigned(
+  process: Process,
+  assigned: { executorid: string; starttime: string },
+): boolean {
+  return (
+    process.state === RUNNING &&
+    process.assignedexecutorid === assigned.executorid &&
+    process.starttime === assigned.starttime
+  );
 }

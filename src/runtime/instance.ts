@@ -66,6 +66,13 @@ export interface InstanceSpec {
    * hold a policy refuse any other value rather than ignore it.
    */
   network?: NetworkPolicy;
+  /**
+   * The token the method server requires (`Authorization: Bearer`), handed to it in
+   * `AFFINETES_AUTH_TOKEN`; the runtime keeps it where only the owner reads it, so a later
+   * client finds it with the instance (`Instance.authToken`). Absent: the server answers
+   * anyone. `loadEnv` gives each instance a new one.
+   */
+  authToken?: string;
   /** Extra arguments of the scheduler's submit command, e.g. `["--partition=gpu", "--time=1:00:00"]` (slurm). */
   schedulerArgs?: readonly string[];
 }
@@ -127,6 +134,11 @@ export interface Instance extends AsyncDisposable {
   readonly serves: boolean;
   /** Base URL of the instance's server, reachable from this process. */
   endpoint(): string;
+  /**
+   * The token its method server requires, as recorded when it started (adopted and found
+   * instances too); undefined when it takes none. A secret: never logged or listed.
+   */
+  readonly authToken?: string | undefined;
   /** Runs a shell command inside the instance. */
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
   /** The instance's output (stdout and stderr), the last `tail` lines when given. */

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -30,8 +31,9 @@ export class RecordFolder<T extends { name: string }> {
   async write(record: T): Promise<void> {
     const dir = this.dir(record.name);
     await mkdir(dir, { recursive: true });
-    const tmp = join(dir, "state.json.tmp");
-    await writeFile(tmp, JSON.stringify(record, null, 2));
+    const tmp = join(dir, `state.json.${randomBytes(6).toString("hex")}.tmp`);
+    // Owner-only: a record may hold its method server's token. A new file, so the mode holds.
+    await writeFile(tmp, JSON.stringify(record, null, 2), { mode: 0o600, flag: "wx" });
     await rename(tmp, join(dir, "state.json")); // atomic: readers never see half a record
   }
 

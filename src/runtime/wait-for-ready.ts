@@ -86,10 +86,11 @@ async function safeLogs(probe: ReadinessProbe): Promise<string> {
 }
 
 /**
- * The client readiness probes use. Its connect timeout is short because a container
+ * The client readiness probes use (`authToken`: the instance's, so a probe also proves
+ * the owner's connection to the server's connection cap). Its connect timeout is short because a container
  * between restarts has no address: a connect there hangs instead of being refused, and
  * undici does not cut a pending connect when the request's signal fires.
  */
-export function readinessClient(endpoint: string): HttpClient {
-  return new HttpClient(endpoint, { connections: 1, connectTimeoutMs: 500 });
+export function readinessClient(endpoint: string, authToken?: string): HttpClient {
+  return new HttpClient(endpoint, { connections: 1, connectTimeoutMs: 500, authToken });
 }

@@ -45,6 +45,12 @@ export interface ChannelMessage {
   text: string;
 }
 
+/** How a `Colonies` client reaches its server. */
+export interface ColoniesOptions {
+  /** The bearer key of a server started with `afs serve --queue-key` (e.g. from `COLONIES_BEARER`). */
+  bearer?: string;
+}
+
 /** A key pair's private key and the id it signs as. */
 export interface Identity {
   privateKey: string;
@@ -107,12 +113,23 @@ export function funcSpec(options: {
  */
 export class Colonies implements AsyncDisposable {
   private readonly pool: Pool;
+  private readonly headers: Record<string, string>;
 
-  /** `url`: the server, e.g. `http://127.0.0.1:8008` (`afs serve`) or a ColonyOS server. */
-  constructor(readonly url: string) {
+  /**
+   * `url`: the server, e.g. `http://127.0.0.1:8008` (`afs serve`) or a ColonyOS server.
+   * `bearer`: the key an `afs serve --queue-key` requires, sent as `Authorization: Bearer`
+   * on every call and subscription (ColonyOS servers ignore it).
+   */
+  constructor(
+    readonly url: string,
+    options: ColoniesOptions = {},
+  ) {
     if (!/^https?:\/\/[^/]+\/?$/.test(url))
       throw new ValidationError("url", `expected http(s)://host:port, got ${url}`);
+    if (options.bearer !== undefined && !/^[\x21-\x7e]+$/.test(options.bearer))
+      throw new ValidationError("bearer", "expected printable ASCII without spaces");
     this.pool = new Pool(url.replace(/\/$/, ""), { connections: 32 });
+    this.headers = options.bearer ? { authorization: `Bearer ${options.bearer}` } : {};
   }
 
   version(): Promise<{ buildversion: string }> {
@@ -387,7 +404,14 @@ export class Colonies implements AsyncDisposable {
 
   /** An executor registers a function it runs. */
   addFunction(
-    fun: { colonyname: string; executorname: string; funcname: string; description?: string },
+    fun: {
+      colonyname: string;
+      executorname: string;
+      funcname: string;
+      description?: string;
+      /** Registering again under the same id replaces the caller's own function. */
+      functionid?: string;
+    },
     executorPrivateKey: string,
   ): Promise<RegisteredFunction> {
     return this.rpc({ msgtype: "addfunctionmsg", fun }, executorPrivateKey);
@@ -440,7 +464,7 @@ export class Colonies implements AsyncDisposable {
     privateKey: string,
   ): AsyncGenerator<unknown> {
     const url = `${this.url.replace(/^http/, "ws").replace(/\/$/, "")}/pubsub`;
-    const socket = new WebSocket(url);
+    const socket = new WebSocket(url, { headers: this.headers });
     const queue: Array<{ payload?: unknown; error?: Error; end?: true }> = [];
     let wake: (() => void) | undefined;
     const put = (item: (typeof queue)[number]) => {
@@ -513,7 +537,7 @@ export class Colonies implements AsyncDisposable {
       ...(options.signal ? { signal: options.signal } : {}),
       method: "POST",
       path: "/api",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...this.headers },
       body: JSON.stringify(requestEnvelope(message, privateKey)),
       headersTimeout: options.long ? 0 : 60_000,
       bodyTimeout: options.long ? 0 : 60_000,

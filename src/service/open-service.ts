@@ -49,6 +49,8 @@ export interface ServiceConfig {
   maxContextBytes?: number | undefined;
   /** The ColonyOS server owner's id (who adds colonies); the queue is served at `/api` when given. */
   coloniesServerId?: string | undefined;
+  /** When set, the queue's `/api` and `/pubsub` also require `Authorization: Bearer <queueKey>`. */
+  queueKey?: string | undefined;
   version: string;
 }
 
@@ -108,7 +110,11 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
   const queueStore = config.coloniesServerId ? await openQueueStore(config.db) : undefined;
   const colonies =
     queueStore && config.coloniesServerId
-      ? new ColoniesServer({ store: queueStore, serverId: config.coloniesServerId })
+      ? new ColoniesServer({
+          store: queueStore,
+          serverId: config.coloniesServerId,
+          bearerKey: config.queueKey,
+        })
       : undefined;
   const recovered = await service.recover();
   await control.recover();

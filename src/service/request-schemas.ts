@@ -147,10 +147,11 @@ const environmentFields = {
       message: "an image reference has no spaces or control characters",
     })
     .optional(),
-  /** The instance's working folder, an absolute path. */
-  cwd: path("cwd")
-    .refine((p) => p.startsWith("/"), { message: "cwd is an absolute path" })
-    .optional(),
+  /**
+   * The instance's working folder: an absolute path, or for the confined types a path
+   * relative to the sandbox's own folder (the service checks which, per container type).
+   */
+  cwd: path("cwd").optional(),
   env: envSchema.optional(),
   timeout: seconds("timeout").optional(),
   resources: resources.optional(),

@@ -120,6 +120,7 @@ export class RolloutService {
         `a ${config.container_type} instance needs an image`,
       );
     }
+    checkWorkdir(config.container_type, config.cwd);
     const resources = this.charges(config, request.environment_config === undefined);
     const network = config.network ?? this.options.defaultNetwork ?? "full";
     const now = Date.now();
@@ -453,4 +454,20 @@ function shellCommand(cmd: string, cwd: string | undefined, marker: string): str
   const body = `{ ${cmd}\n} 2>&1`;
   if (cwd === undefined) return body;
   return `cd -- ${shellQuote(cwd)} 2>/dev/null || { printf %s ${marker}; exit ${CWD_MISSING}; }\n${body}`;
+}
+
+/** Container types whose sandbox has its own folder a relative `cwd` is taken from. */
+const CONFINED_TYPES: ReadonlySet<string> = new Set(["bubblewrap", "apptainer", "singularity", "enroot"]);
+
+/**
+ * A working folder the instance's type can take: inside a confined sandbox it may be
+ * relative to the sandbox's folder (the runtime keeps it inside); a container's or a host
+ * shell's is an absolute path.
+ */
+function checkWorkdir(type: string, cwd: string | undefined): void {
+  if (cwd === undefined || cwd.startsWith("/") || CONFINED_TYPES.has(type)) return;
+  throw new ValidationError(
+    "environment_config.cwd",
+    `a ${type} instance's cwd is an absolute path (relative paths are for confined sandboxes)`,
+  );
 }

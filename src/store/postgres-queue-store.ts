@@ -12,6 +12,7 @@ import type {
 } from "../queue/model.js";
 import { RUNNING, WAITING, timeMs } from "../queue/model.js";
 import type { AssignRequest, ObjectKind, QueueStore } from "../queue/queue-store.js";
+import { stillAssigned } from "../queue/queue-store.js";
 
 // The SQLite store's schema. Documents are `json`, not `jsonb`: jsonb refuses "\u0000"
 // (a log line or an argument may hold one) and reorders keys, and no query looks inside
@@ -382,6 +383,23 @@ export class PostgresQueueStore implements QueueStore {
     });
   }
 
+  async release(
+    assigned: { processid: string; executorid: string; starttime: string },
+    back: (process: Process) => Process,
+  ): Promise<Process | undefined> {
+    return this.transaction(async (client) => {
+      const { rows } = await client.query<{ doc: Process }>(
+        "SELECT doc FROM affinetes_q_processes WHERE processid = $1 AND state = 1 FOR UPDATE",
+        [assigned.processid],
+      );
+      const process = rows[0]?.doc;
+      if (!process || !stillAssigned(process, assigned)) return undefined;
+      const returned = back(process);
+      await writeProcesses(client, [returned]);
+      return returned;
+    });
+  }
+
   async pastDeadlines(nowMs: number): Promise<{ running: Process[]; waiting: Process[] }> {
     return {
       running: await this.all<Process>(
@@ -434,12 +452,16 @@ export class PostgresQueueStore implements QueueStore {
     );
   }
 
-  async putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<void> {
-    await this.pool.query(
+  async putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<boolean> {
+    // the WHERE of the upsert: an object of another colony or executor is never replaced
+    const put = await this.pool.query(
       `INSERT INTO affinetes_q_objects (kind, id, colonyname, doc) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (kind, id) DO UPDATE SET colonyname = EXCLUDED.colonyname, doc = EXCLUDED.doc`,
+       ON CONFLICT (kind, id) DO UPDATE SET doc = EXCLUDED.doc
+       WHERE affinetes_q_objects.colonyname = EXCLUDED.colonyname
+         AND (affinetes_q_objects.doc ->> 'executorname') IS NOT DISTINCT FROM (EXCLUDED.doc ->> 'executorname')`,
       [kind, id, colonyname, JSON.stringify(doc)],
     );
+    return (put.rowCount ?? 0) > 0;
   }
 
   async getObject<T>(kind: ObjectKind, id: string): Promise<T | undefined> {

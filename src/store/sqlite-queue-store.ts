@@ -14,6 +14,7 @@ import type {
 } from "../queue/model.js";
 import { RUNNING, WAITING, timeMs } from "../queue/model.js";
 import type { AssignRequest, ObjectKind, QueueStore } from "../queue/queue-store.js";
+import { stillAssigned } from "../queue/queue-store.js";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS q_colonies (name TEXT PRIMARY KEY, colonyid TEXT NOT NULL, doc TEXT NOT NULL);
@@ -331,6 +332,24 @@ export class SqliteQueueStore implements QueueStore {
     return take.immediate();
   }
 
+  async release(
+    assigned: { processid: string; executorid: string; starttime: string },
+    back: (process: Process) => Process,
+  ): Promise<Process | undefined> {
+    const give = this.db.transaction(() => {
+      const process = docOf<Process>(
+        this.db
+          .prepare("SELECT doc FROM q_processes WHERE processid = ? AND state = 1")
+          .get(assigned.processid),
+      );
+      if (!process || !stillAssigned(process, assigned)) return undefined;
+      const returned = back(process);
+      this.writeProcesses([returned]);
+      return returned;
+    });
+    return give.immediate();
+  }
+
   async pastDeadlines(nowMs: number): Promise<{ running: Process[]; waiting: Process[] }> {
     return {
       running: docsOf<Process>(
@@ -388,13 +407,17 @@ export class SqliteQueueStore implements QueueStore {
     );
   }
 
-  async putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<void> {
-    this.db
+  async putObject(kind: ObjectKind, id: string, colonyname: string, doc: object): Promise<boolean> {
+    // the WHERE of the upsert: an object of another colony or executor is never replaced
+    const put = this.db
       .prepare(
         `INSERT INTO q_objects (kind, id, colonyname, doc) VALUES (?, ?, ?, ?)
-         ON CONFLICT (kind, id) DO UPDATE SET colonyname = excluded.colonyname, doc = excluded.doc`,
+         ON CONFLICT (kind, id) DO UPDATE SET doc = excluded.doc
+         WHERE q_objects.colonyname = excluded.colonyname
+           AND json_extract(q_objects.doc, '$.executorname') IS json_extract(excluded.doc, '$.executorname')`,
       )
       .run(kind, id, colonyname, JSON.stringify(doc));
+    return put.changes > 0;
   }
 
   async getObject<T>(kind: ObjectKind, id: string): Promise<T | undefined> {

@@ -1,5 +1,6 @@
 import { Pool } from "undici";
 import { timeoutSignal } from "../util/deadline.js";
+import { authHeaders } from "./auth-token.js";
 
 /** A decoded HTTP answer: the status and the body parsed as JSON when it is JSON. */
 export interface HttpAnswer {
@@ -28,13 +29,19 @@ export interface HttpRequestOptions {
 export class HttpClient {
   private readonly pool: Pool;
   private readonly connections: number;
+  /** Built once: every request carries the token, without a new object per call. */
+  private readonly headers: Readonly<Record<string, string>>;
+  private readonly jsonHeaders: Readonly<Record<string, string>>;
   private inFlight = 0;
   private closed = false;
 
+  /** `authToken`: sent on every request as `Authorization: Bearer <token>`. */
   constructor(
     readonly origin: string,
-    options: { connections?: number; connectTimeoutMs?: number } = {},
+    options: { connections?: number; connectTimeoutMs?: number; authToken?: string | undefined } = {},
   ) {
+    this.headers = authHeaders(options.authToken);
+    this.jsonHeaders = { ...this.headers, "content-type": "application/json" };
     this.connections = options.connections ?? 128;
     this.pool = new Pool(origin, {
       connections: this.connections,
@@ -84,7 +91,7 @@ export class HttpClient {
       method: options.method,
       path: options.path,
       body,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      headers: body === undefined ? this.headers : this.jsonHeaders,
       signal,
       ...(options.timeoutMs !== undefined
         ? { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }

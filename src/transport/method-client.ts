@@ -2,6 +2,7 @@ import type { CallError } from "../errors.js";
 import {
   CallAbortedError,
   CallTimeoutError,
+  CallUnauthorizedError,
   ConnectionError,
   InvalidArgumentsError,
   MethodNotFoundError,
@@ -142,6 +143,13 @@ export class MethodClient {
         ? body.methods.filter((m): m is string => typeof m === "string")
         : await this.knownMethods();
       return new MethodNotFoundError(method, available);
+    }
+    if (answer.status === 401) return new CallUnauthorizedError(method, this.http.origin, detail);
+    if (answer.status === 503 && this.envType === "function_based" && detail.startsWith("Too many open")) {
+      // the server's connection cap: the method never ran, so another replica may take it
+      return new ConnectionError(method, this.http.origin, false, {
+        cause: new Error(`HTTP 503: ${detail}`),
+      });
     }
     if (answer.status === 504 && errorType === "TimeoutError") {
       return new CallTimeoutError(method, "server", undefined, `${method}: ${detail}`);

@@ -137,5 +137,28 @@ describe("afs colonies (the process queue from the command line)", () => {
       "sleeping",
     ]);
     expect(badState.code).toBe(2);
+    const key = newIdentity().privateKey;
+    for (const bad of [
+      ["--priority", "abc"],
+      ["--priority", "1e9"],
+      ["--max-retries", "1.5"],
+      ["--max-exec-time", "1000000000000000"],
+    ]) {
+      const submit = await afs([
+        "colonies",
+        "submit",
+        "--colony",
+        "x",
+        "--prvkey",
+        key,
+        "--func",
+        "f",
+        "--type",
+        "t",
+        ...bad,
+      ]);
+      expect(submit.code, `${bad.join(" ")}: ${submit.stderr}`).toBe(2);
+      expect(submit.stderr).toContain(bad[0]);
+    }
   });
 });

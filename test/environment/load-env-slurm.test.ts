@@ -1,5 +1,8 @@
 import { execFile } from "node:child_process";
+import { statSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
+import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildImageFromEnv, cleanupAllEnvironments, connectEnv, loadEnv } from "../../src/index.js";
 import { afs } from "../helpers/afs.js";
@@ -62,6 +65,25 @@ describe.skipIf(!hasSlurm)("slurm: loadEnv, connectEnv and afs", () => {
     await other.cleanup();
     await env.cleanup();
     for (const job of jobs) expect(await jobState(job)).not.toBe("RUNNING");
+  });
+
+  it("each job's server answers only its owner: a token of its own, kept in a 0600 record; 401 without it", async () => {
+    await using env = await loadEnv({
+      envPath: examplePath("calculator"),
+      mode: "slurm",
+      slurm: { sbatchArgs: ["--time=10"] },
+    });
+    expect(env.instances[0]?.authToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const stranger = await request(`${env.endpoint}/call`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"method":"add","args":[1,2]}',
+    });
+    expect(stranger.statusCode).toBe(401);
+    await stranger.body.text();
+    const record = join(process.env.AFFINETES_STATE_DIR as string, "slurm", env.name, "state.json");
+    expect(statSync(record).mode & 0o777).toBe(0o600);
+    expect(await env.add({ a: 1, b: 2 })).toBe(3);
   });
 
   it("refuses hosts in mode slurm", async () => {

@@ -426,7 +426,7 @@ describe("the process queue (ColonyOS protocol at POST /api)", () => {
     // removal: a cancelled workflow by id; all cancelled processes by the colony owner only
     await colonies.removeProcessGraph(graph.processgraphid, colony.privateKey);
     await expect(colonies.getProcessGraph(graph.processgraphid, colony.privateKey)).rejects.toMatchObject({
-      status: 500,
+      status: 404, // ColonyOS answers 500 here; a missing object is a 404 with us (protocol notes §10)
     });
     await expect(
       colonies.removeAllProcesses(colonyname, worker.privateKey, ProcessStates.CANCELLED),

@@ -363,13 +363,20 @@ describe.skipIf(!hasDocker || !hasBwrap)(
         for (let i = 0; i < 48; i++) yield big(64 * 1024);
         yield '"}';
       })();
-      const res = await request(`${service.url}/execute_command`, {
+      // The service answers 413 and closes as soon as the limit passes; the client may see
+      // that answer, or (still writing) the closed connection: both are a refusal.
+      const status = await request(`${service.url}/execute_command`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${KEYS.bob}` },
         body: Readable.from(chunks),
-      });
-      expect(res.statusCode).toBe(413);
-      await res.body.dump();
+      }).then(
+        async (res) => {
+          await res.body.dump();
+          return res.statusCode;
+        },
+        (err: NodeJS.ErrnoException) => err.code,
+      );
+      expect(["413", "EPIPE", "ECONNRESET", "UND_ERR_SOCKET"]).toContain(String(status));
       await stillWhole();
     });
 

@@ -626,6 +626,53 @@ export function queueStoreConformance(target: QueueStoreTarget): void {
         expect(await take()).toBeUndefined();
       });
 
+      it("gives back an assignment only while it is still that one: WAITING again, no retry counted", async () => {
+        const p = proc({ func: "handed-over" });
+        await store.addProcesses([p]);
+        const taken = (await take(w1, T0 + 60_000))!;
+        const assigned = { processid: p.processid, executorid: w1.executorid, starttime: taken.starttime };
+        const back = (q: Process): Process => ({
+          ...q,
+          state: WAITING,
+          isassigned: false,
+          assignedexecutorid: "",
+          starttime: ZERO_TIME,
+          execdeadline: ZERO_TIME,
+        });
+        // another executor's, or an earlier start's, assignment is not given back
+        expect(await store.release({ ...assigned, executorid: newId() }, back)).toBeUndefined();
+        expect(await store.release({ ...assigned, starttime: timeString(T0) }, back)).toBeUndefined();
+        expect((await store.getProcess(p.processid))?.state).toBe(RUNNING);
+        const given = await store.release(assigned, back);
+        expect(given).toMatchObject({
+          state: WAITING,
+          isassigned: false,
+          assignedexecutorid: "",
+          retries: 0,
+        });
+        expect(await store.getProcess(p.processid)).toStrictEqual(given);
+        expect(await store.release(assigned, back)).toBeUndefined(); // once
+        // assignable again, and a later assignment is not undone by the old one's release
+        const again = (await take(w1, T0 + 90_000))!;
+        expect(again.processid).toBe(p.processid);
+        expect(await store.release(assigned, back)).toBeUndefined();
+        expect((await store.getProcess(p.processid))?.starttime).toBe(timeString(T0 + 90_000));
+      });
+
+      it("gives back nothing once the process is closed", async () => {
+        const p = proc({ func: "closed-first" });
+        await store.addProcesses([p]);
+        const taken = (await take())!;
+        await store.updateProcesses([finished(taken, SUCCESS, T0 + 61_000)]);
+        expect(
+          await store.release(
+            { processid: p.processid, executorid: w1.executorid, starttime: taken.starttime },
+            (q) => ({ ...q, state: WAITING }),
+          ),
+        ).toBeUndefined();
+        expect((await store.getProcess(p.processid))?.state).toBe(SUCCESS);
+      });
+
       /** 8 executors, each taking until nothing is left, spread over `stores`. */
       async function race(stores: QueueStore[]): Promise<void> {
         const added = Array.from({ length: 200 }, (_, i) =>
@@ -867,6 +914,27 @@ export function queueStoreConformance(target: QueueStoreTarget): void {
         expect(await store.listObjects("user", "dev")).toEqual([]);
         expect(await store.getObject("function", "u1")).toBeUndefined();
         expect(await store.listObjects("user", "other")).toEqual([{ name: "carol" }]);
+      });
+    });
+
+    describe("keyed objects across colonies and executors", () => {
+      it("never replaces another colony's object, nor another executor's function, under the same id", async () => {
+        expect(await store.putObject("user", "u1", "dev", { name: "alice" })).toBe(true);
+        expect(await store.putObject("user", "u1", "other", { name: "mallory" })).toBe(false);
+        expect(await store.getObject("user", "u1")).toEqual({ name: "alice" });
+        expect(await store.listObjects("user", "other")).toEqual([]);
+        const fn = (executorname: string, description: string) => ({
+          executorname,
+          funcname: "f",
+          description,
+        });
+        expect(await store.putObject("function", "f1", "dev", fn("e1", "mine"))).toBe(true);
+        expect(await store.putObject("function", "f1", "dev", fn("e2", "theirs"))).toBe(false);
+        expect(await store.putObject("function", "f1", "other", fn("e1", "elsewhere"))).toBe(false);
+        expect(await store.getObject("function", "f1")).toEqual(fn("e1", "mine"));
+        expect(await store.putObject("function", "f1", "dev", fn("e1", "updated"))).toBe(true);
+        expect(await store.getObject("function", "f1")).toEqual(fn("e1", "updated"));
+        expect(await store.listObjects("function", "dev")).toEqual([fn("e1", "updated")]);
       });
     });
 

@@ -100,3 +100,16 @@ describe("tailLines", () => {
     expect(tailLines("a\nb", undefined)).toBe("a\nb");
   });
 });
+
+describe("makeFolder", () => {
+  it("makes missing folders, and fails (rather than hanging) where none can be made", async () => {
+    const { makeFolder } = await import("../../src/util/make-folder.js");
+    const { mkdtemp, stat } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const root = await mkdtemp(`${tmpdir()}/make-folder-`);
+    await makeFolder(`${root}/a/b/c`);
+    expect((await stat(`${root}/a/b/c`)).isDirectory()).toBe(true);
+    await makeFolder(`${root}/a/b/c`); // already there
+    await expect(makeFolder("/proc/affinetes-no-such/x")).rejects.toThrow();
+  });
+});

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Colonies, funcSpec, newIdentity } from "../../sdk/colonies.js";
 import type { FunctionSpec, Process } from "../../sdk/colonies.js";
 import { idOf } from "../../queue/crypto.js";
+import { MAX_DEADLINE_S, MAX_PRIORITY } from "../../queue/messages.js";
 import { UsageError } from "../exit-codes.js";
 import type { Output, OutputFactory } from "../output.js";
 import { table } from "../output.js";
@@ -12,6 +13,7 @@ const STATES = ["waiting", "running", "success", "failed", "cancelled"] as const
 
 interface Connection {
   server?: string;
+  bearer?: string;
   prvkey?: string;
   colony?: string;
   json?: boolean;
@@ -33,6 +35,10 @@ export function coloniesCommand(output: OutputFactory): Command {
         "the server (default from COLONIES_SERVER_HOST/PORT/TLS, else http://127.0.0.1:8008)",
       )
       .option("--prvkey <hex>", "the private key signing the request (default COLONIES_PRVKEY)")
+      .option(
+        "--bearer <key>",
+        "the queue key of a server started with --queue-key (default COLONIES_BEARER)",
+      )
       .option("--colony <name>", "the colony (default COLONIES_COLONY_NAME)")
       .option("--json", "machine-readable output");
 
@@ -129,11 +135,13 @@ export function coloniesCommand(output: OutputFactory): Command {
               colonyname: colonyOf(flags),
               executortype: flags.type,
               args: flags.arg.map(parseJsonOrString),
-              priority: Number(flags.priority),
+              priority: integerFlag("--priority", flags.priority, -MAX_PRIORITY, MAX_PRIORITY),
               ...(flags.maxExecTime
-                ? { maxexectime: parsePositiveInt("--max-exec-time", flags.maxExecTime) }
+                ? { maxexectime: parsePositiveInt("--max-exec-time", flags.maxExecTime, MAX_DEADLINE_S) }
                 : {}),
-              ...(flags.maxRetries ? { maxretries: Number(flags.maxRetries) } : {}),
+              ...(flags.maxRetries
+                ? { maxretries: integerFlag("--max-retries", flags.maxRetries, -1, MAX_DEADLINE_S) }
+                : {}),
             });
             const process = await c.submitFuncSpec(spec, key);
             out.result(process.processid, process);
@@ -151,7 +159,7 @@ export function coloniesCommand(output: OutputFactory): Command {
           const processes = await c.getProcesses(
             colonyOf(flags),
             state,
-            parsePositiveInt("--count", flags.count),
+            parsePositiveInt("--count", flags.count, 100),
             key,
           );
           out.result(processTable(processes), processes);
@@ -239,6 +247,14 @@ function serverOf(flags: Connection): string {
   return `${tls ? "https" : "http"}://${host}:${process.env.COLONIES_SERVER_PORT ?? "50080"}`;
 }
 
+/** An integer flag in [min, max] (the server's own bounds, so a bad value never leaves the machine). */
+function integerFlag(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^-?\d+$/.test(text.trim()) || value < min || value > max)
+    throw new UsageError(`${flag} must be an integer from ${min} to ${max}, got ${text}`);
+  return value;
+}
+
 function colonyOf(flags: Connection): string {
   const colony = flags.colony ?? process.env.COLONIES_COLONY_NAME;
   if (!colony) throw new UsageError("give --colony (or set COLONIES_COLONY_NAME)");
@@ -253,7 +269,8 @@ async function withClient(
   const key = flags.prvkey ?? process.env.COLONIES_PRVKEY;
   if (!key) throw new UsageError("give --prvkey (or set COLONIES_PRVKEY)");
   if (!/^[0-9a-fA-F]{64}$/.test(key)) throw new UsageError("--prvkey must be 64 hex characters");
-  const colonies = new Colonies(serverOf(flags));
+  const bearer = flags.bearer ?? process.env.COLONIES_BEARER;
+  const colonies = new Colonies(serverOf(flags), bearer ? { bearer } : {});
   try {
     await run(colonies, key, output(flags));
   } finally {

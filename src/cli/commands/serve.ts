@@ -29,6 +29,7 @@ interface ServeFlags {
   maxFileBytes?: string;
   maxContextBytes?: string;
   coloniesServerId?: string;
+  queueKey?: string;
   serviceId?: string;
   idleTtl?: string;
   onExit: "stop" | "keep";
@@ -80,6 +81,10 @@ export function serveCommand(output: OutputFactory): Command {
       "serve the process queue (ColonyOS protocol, POST /api) owned by this server id (default COLONIES_SERVER_ID)",
     )
     .option(
+      "--queue-key <key>",
+      "also require Authorization: Bearer <key> on the queue's /api and /pubsub (default AFFINETES_QUEUE_KEY)",
+    )
+    .option(
       "--disks-dir <dir>",
       "where the control plane's disks keep their files (default in the state dir)",
     )
@@ -127,6 +132,15 @@ export function serveCommand(output: OutputFactory): Command {
         throw new UsageError("--service-id is 1 to 200 printable characters, no spaces");
       if (flags.sbatchArg.some((a) => a.trim() === "" || /[\0\r\n]/.test(a)))
         throw new UsageError("--sbatch-arg must be one non-empty line, e.g. --sbatch-arg=--partition=debug");
+      const coloniesServerId = flags.coloniesServerId ?? process.env.COLONIES_SERVER_ID;
+      const queueKey = flags.queueKey ?? process.env.AFFINETES_QUEUE_KEY;
+      if (queueKey === "") throw new UsageError("--queue-key (or AFFINETES_QUEUE_KEY) must not be empty");
+      if (coloniesServerId && !loopback && !queueKey)
+        process.stderr.write(
+          "warning: the process queue (/api, /pubsub) is served off loopback without --queue-key: its signed " +
+            "envelopes can be replayed by whoever sees them; serve it behind TLS and give --queue-key " +
+            "(docs/colonyos-protocol.md §10)\n",
+        );
       if (flags.sbatchArg.length && flags.runner !== "slurm")
         throw new UsageError("--sbatch-arg needs --runner slurm");
       const opened = await openService({
@@ -149,7 +163,8 @@ export function serveCommand(output: OutputFactory): Command {
           "--max-context-bytes",
           flags.maxContextBytes ?? String(512 * 2 ** 20),
         ),
-        coloniesServerId: flags.coloniesServerId ?? process.env.COLONIES_SERVER_ID,
+        coloniesServerId,
+        queueKey,
         version: command.parent?.version() ?? "0.0.0",
       });
       const { app, recovered } = opened;

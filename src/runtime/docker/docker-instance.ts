@@ -37,6 +37,8 @@ export interface DockerInstanceInit {
    * under a network policy starts off the network and joins it behind its rules again.
    */
   startAgain?: () => Promise<void>;
+  /** The token its method server requires, read from the container's configuration. */
+  authToken?: string | undefined;
 }
 
 /** An environment served by a Docker container. */
@@ -47,6 +49,7 @@ export class DockerInstance implements Instance {
   readonly envType: EnvType;
   readonly reused: boolean;
   readonly keep: boolean;
+  readonly authToken: string | undefined;
   private readonly docker: Docker;
   private readonly connection: DockerConnection;
   readonly host: string;
@@ -74,6 +77,7 @@ export class DockerInstance implements Instance {
     this.reused = init.reused;
     this.keep = init.keep;
     this.startAgain = init.startAgain;
+    this.authToken = init.authToken;
   }
 
   endpoint(): string {

@@ -36,6 +36,8 @@ import {
 } from "./network-plan.js";
 import type { EngineShell } from "./apply-network-policy.js";
 import { engineShell, holdNetworkPolicy, requireEngineShell } from "./apply-network-policy.js";
+import { AUTH_TOKEN_VARIABLE } from "../../server/server-files.js";
+import { instanceToken } from "../../transport/auth-token.js";
 
 const DEFAULT_START_TIMEOUT_MS = 120_000;
 
@@ -199,7 +201,7 @@ export class DockerRuntime implements Runtime {
       this.docker.createContainer({
         name,
         Image: spec.image,
-        Env: Object.entries(spec.envVars ?? {}).map(([k, v]) => `${k}=${v}`),
+        Env: containerEnv(spec),
         Labels: {
           ...spec.labels,
           [LABELS.managed]: "true",
@@ -284,7 +286,7 @@ export class DockerRuntime implements Runtime {
         throw new InstanceStartError(name, reason, await instance.logs({ tail: 50 }).catch(() => ""));
       return instance;
     }
-    const http = readinessClient(instance.endpoint());
+    const http = readinessClient(instance.endpoint(), instance.authToken);
     try {
       await waitForReady({
         instance: name,
@@ -447,6 +449,7 @@ export class DockerRuntime implements Runtime {
                 holdNetworkPolicy(this.docker, info.Id, plan, requireEngineShell(shell, this.host)),
             }
           : {}),
+        authToken: serves ? tokenOf(info) : undefined,
       });
     } catch (err) {
       await reach.close();
@@ -476,6 +479,24 @@ function hostReleaser(host: NonNullable<DockerEngine["sshHost"]>): () => void {
     done = true;
     sharedHosts.release(host);
   };
+}
+
+/**
+ * The container's environment, with its method server's token: kept in the container's
+ * own configuration, which only the engine's users read (as they could exec into it anyway),
+ * never in a label or an image, and never visible to another container.
+ */
+function containerEnv(spec: InstanceSpec): string[] {
+  const token = spec.serve !== false ? instanceToken(spec) : undefined;
+  const vars = token ? { ...spec.envVars, [AUTH_TOKEN_VARIABLE]: token } : (spec.envVars ?? {});
+  return Object.entries(vars).map(([k, v]) => `${k}=${v}`);
+}
+
+/** The token an existing container's server was started with, read back from its configuration. */
+function tokenOf(info: Docker.ContainerInspectInfo): string | undefined {
+  const prefix = `${AUTH_TOKEN_VARIABLE}=`;
+  const entry = info.Config.Env?.find((e) => e.startsWith(prefix));
+  return entry ? entry.slice(prefix.length) || undefined : undefined;
 }
 
 /**

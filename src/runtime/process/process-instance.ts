@@ -61,6 +61,10 @@ export class ProcessInstance implements Instance {
     return this.record.labels[LABELS.keep] === "true";
   }
 
+  get authToken(): string | undefined {
+    return this.record.authToken;
+  }
+
   get pid(): number {
     return this.record.pid;
   }

@@ -7,9 +7,11 @@ import { configuredPython } from "../../config.js";
 import { AbortedError, InstanceStartError, UnsupportedError, ValidationError } from "../../errors.js";
 import { readEnvFolder } from "../../image/env-folder.js";
 import type { EnvFolder } from "../../image/env-folder.js";
-import { serverScriptPath } from "../../server/server-files.js";
+import { AUTH_TOKEN_VARIABLE, serverScriptPath } from "../../server/server-files.js";
+import { instanceToken } from "../../transport/auth-token.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
+import { makeFolder } from "../../util/make-folder.js";
 import type { Instance, InstanceInfo, InstanceSpec } from "../instance.js";
 import { LABELS, ownerIsDead, ownerLabels } from "../labels.js";
 import type { Runtime } from "../runtime.js";
@@ -130,7 +132,10 @@ export class ProcessRuntime implements Runtime {
         ? await createSandboxFolders(name, relativeToWorkdir(plan.isolation.cwd), plan.policy.kind !== "none")
         : undefined;
       const workdir = folders?.workdir ?? spec.workdir ?? join(instanceDir(name), "work");
-      if (!folders) await mkdir(workdir, { recursive: true });
+      if (!folders)
+        await makeFolder(workdir).catch((err: Error) => {
+          throw new ValidationError("workdir", `${workdir} cannot be made a folder: ${err.message}`);
+        });
       const tag = `${name}:${randomBytes(6).toString("hex")}`;
       // Unless it must outlive us, the shell ends with its client, as the method server does.
       const idle = spec.keep
@@ -263,12 +268,13 @@ export class ProcessRuntime implements Runtime {
       envType: folder.envType,
       startedAt: new Date().toISOString(),
       labels,
+      authToken: instanceToken(spec),
     };
     const instance = new ProcessInstance(record, false, spec.envVars, child);
     try {
       record.port = await waitForPortFile(portFile, name, deadline, instance, spawnFailure);
       await writeRecord(record);
-      const http = readinessClient(instance.endpoint());
+      const http = readinessClient(instance.endpoint(), instance.authToken);
       try {
         await waitForReady({
           instance: name,
@@ -298,6 +304,10 @@ export class ProcessRuntime implements Runtime {
       AFFINETES_PORT: "0",
       AFFINETES_PORT_FILE: portFile,
     };
+    // In the environment, never on the command line: /proc/PID/environ is the owner's only.
+    const token = instanceToken(spec);
+    if (token) env[AUTH_TOKEN_VARIABLE] = token;
+    else delete env[AUTH_TOKEN_VARIABLE]; // not one inherited from this process
     // Tie the server's life to ours unless it must outlive us.
     if (!spec.keep) env.AFFINETES_PARENT_PID = String(process.pid);
     else delete env.AFFINETES_PARENT_PID;

@@ -17,6 +17,8 @@ export interface ProcessRecord {
   /** The process's start time in clock ticks since boot (Linux), so a reused pid is never taken for it. */
   startTicks?: number;
   labels: Record<string, string>;
+  /** The token its method server requires; the record is written 0600, readable by its owner only. */
+  authToken?: string;
   /** How a sandbox's commands are confined; absent: plain processes. */
   isolation?: Isolation;
   /** A sandbox's own network namespace; absent: the host's network. */

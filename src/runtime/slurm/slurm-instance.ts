@@ -48,6 +48,8 @@ export interface SlurmRecord {
   workdir?: string;
   /** `http://node-address:port` of a method server. */
   endpoint?: string;
+  /** The token its method server requires; the record is written 0600, readable by its owner only. */
+  authToken?: string;
   image?: string;
   startedAt: string;
   labels: Record<string, string>;
@@ -110,6 +112,10 @@ export class SlurmInstance implements Instance {
 
   get serves(): boolean {
     return this.record.labels[LABELS.serve] !== "false";
+  }
+
+  get authToken(): string | undefined {
+    return this.record.authToken;
   }
 
   get keep(): boolean {

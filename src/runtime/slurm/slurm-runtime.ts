@@ -11,7 +11,8 @@ import {
 } from "../../errors.js";
 import { readEnvFolder } from "../../image/env-folder.js";
 import type { EnvFolder } from "../../image/env-folder.js";
-import { serverScriptPath } from "../../server/server-files.js";
+import { AUTH_TOKEN_VARIABLE, serverScriptPath } from "../../server/server-files.js";
+import { instanceToken } from "../../transport/auth-token.js";
 import type { OperationOptions } from "../../util/deadline.js";
 import { Deadline } from "../../util/deadline.js";
 import { validateInstanceName } from "../instance-name.js";
@@ -263,6 +264,7 @@ export class SlurmRuntime implements Runtime {
       ...(spec.image ? { image: spec.image } : {}),
       ...(docker ? { container: `affinetes-slurm-${name}` } : {}),
       ...(shell && spec.envVars ? { envVars: { ...spec.envVars } } : {}),
+      authToken: serves ? instanceToken(spec) : undefined,
     };
     try {
       if (plan?.isolation) {
@@ -313,7 +315,7 @@ export class SlurmRuntime implements Runtime {
         image: record.image as string,
         serves: spec.serve !== false,
         workdir: spec.workdir,
-        envKeys: Object.keys(spec.envVars ?? {}),
+        envKeys: [...Object.keys(spec.envVars ?? {}), ...(record.authToken ? [AUTH_TOKEN_VARIABLE] : [])],
         cpus: spec.cpus,
         memoryBytes: spec.memoryBytes,
         labels: { "affinetes.slurm.instance": record.name },
@@ -347,10 +349,12 @@ export class SlurmRuntime implements Runtime {
     // The job's environment is the submitter's (sbatch --export=ALL). The instance's variables
     // never apply to sbatch itself (an LD_PRELOAD would run on this machine): a shell sandbox's
     // go in with each command, a server's are in its script; a Docker job reads them here.
-    const out = await slurmCommand(this.commands.sbatch, args, {
-      input: script,
-      env: record.holds === "docker" ? { ...process.env, ...spec.envVars } : { ...process.env },
-    });
+    // The token goes into the job's environment, never into the script (`scontrol` shows scripts).
+    const env: NodeJS.ProcessEnv =
+      record.holds === "docker" ? { ...process.env, ...spec.envVars } : { ...process.env };
+    if (record.authToken) env[AUTH_TOKEN_VARIABLE] = record.authToken;
+    else delete env[AUTH_TOKEN_VARIABLE];
+    const out = await slurmCommand(this.commands.sbatch, args, { input: script, env });
     const jobId = out.trim().split(";")[0] ?? "";
     if (!/^\d+$/.test(jobId)) throw new InstanceStartError(record.name, `sbatch printed no job id: ${out}`);
     return jobId;
@@ -451,7 +455,7 @@ export class SlurmRuntime implements Runtime {
   }
 
   private async waitServing(instance: SlurmInstance, record: SlurmRecord, deadline: Deadline): Promise<void> {
-    const http = readinessClient(instance.endpoint());
+    const http = readinessClient(instance.endpoint(), instance.authToken);
     try {
       await waitForReady({
         instance: record.name,
