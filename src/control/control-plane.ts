@@ -108,7 +108,8 @@ export class ControlPlane {
   async createDisk(principal: Principal, name: string): Promise<DiskView> {
     if (DISK_ID.test(name) || name.includes("/"))
       throw new ValidationError("name", "a disk name must not look like a disk id nor hold '/'");
-    if (await this.options.store.getDiskByName(principal.name, name)) throw new ConflictError("disk", name); // before making a folder for nothing
+    // refused before a folder is made for nothing (the store's constraint decides a race)
+    if (await this.options.store.getDiskByName(principal.name, name)) throw new ConflictError("disk", name);
     const id = `disk_${randomBytes(8).toString("hex")}`;
     const location = await this.files.create(id);
     const disk: DiskRecord = {
@@ -516,13 +517,8 @@ function checkMountPaths(diskPath: string | undefined, volumePaths: readonly str
 function engineRefusal(err: unknown): unknown {
   if (err instanceof AffinetesError) return err;
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
-  if (typeof status === "number" && status >= 400 && status < 500) {
-    const detail = (err as { json?: { message?: unknown } }).json?.message;
-    return new ValidationError(
-      "container",
-      `the engine refused it: ${typeof detail === "string" ? detail : (err as Error).message}`,
-    );
-  }
+  if (typeof status === "number" && status >= 400 && status < 500)
+    return new ValidationError("container", `the engine refused it: ${(err as Error).message}`);
   return err;
 }
 
