@@ -56,6 +56,10 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
   const app = Fastify({
     logger: false,
     bodyLimit: 16 * 1024 * 1024,
+    // A request must arrive whole within this time (head and body; answers and long polls
+    // are not bounded by it): a client that trickles bytes, or keeps sending after a 413,
+    // cannot hold a connection forever. Generous: a 1 GiB disk upload at 2 MB/s fits.
+    requestTimeout: 15 * 60_000,
     // a disk named `owner/name` in a path: a principal's name and a disk's, with room to spare
     maxParamLength: 512,
     // a malformed URL or an over-long parameter, answered in the face's own error shape
