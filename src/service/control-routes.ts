@@ -15,6 +15,7 @@ import {
   UnsupportedError,
   ValidationError,
 } from "../errors.js";
+import { drainable } from "./refused-body.js";
 import { parseOptions } from "../util/validate.js";
 import type { ContainerStatusFilter } from "./control-schemas.js";
 import {
@@ -29,9 +30,6 @@ import {
   parseGrants,
   pathQuery,
 } from "./control-schemas.js";
-
-/** The most of a refused upload read and dropped to keep its connection (see `drainable`). */
-const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
 
 /** Cap of a JSON body under `/v1/` (uploads have their own, larger caps). */
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -173,21 +171,6 @@ function upload(request: FastifyRequest, what: string, maxBytes: number): AsyncI
     if (!body.readableEnded) out.destroy(new AbortedError(`receiving ${what} (the client went away)`));
   });
   return body.pipe(out);
-}
-
-/**
- * Whether the rest of a request refused before its end may be read and dropped, keeping
- * the connection: only a body of announced, bounded length. Anything else (a stream of
- * unknown length, a huge one) closes the connection after the answer, or the client's
- * next request on it would be read as the rest of this body.
- */
-function drainable(request: FastifyRequest): boolean {
-  const announced = Number(request.headers["content-length"]);
-  return (
-    request.headers["transfer-encoding"] === undefined &&
-    Number.isFinite(announced) &&
-    announced <= MAX_DRAIN_BYTES
-  );
 }
 
 /** Aborted when the client goes away (a follower that hung up, a waiter that gave up). */

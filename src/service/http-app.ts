@@ -18,6 +18,7 @@ import { parseOptions } from "../util/validate.js";
 import type { ColoniesServer } from "../queue/colonies-server.js";
 import { registerColoniesRoutes } from "./colonies-routes.js";
 import { registerControlRoutes } from "./control-routes.js";
+import { drainRefusedBodies } from "./refused-body.js";
 import { openApiDocument } from "./openapi.js";
 import {
   REQUEST_LIMITS,
@@ -61,7 +62,7 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
     // cannot hold a connection forever. Generous: a 1 GiB disk upload at 2 MB/s fits.
     requestTimeout: 15 * 60_000,
     // a disk named `owner/name` in a path: a principal's name and a disk's, with room to spare
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     // a malformed URL or an over-long parameter, answered in the face's own error shape
     frameworkErrors: (error, request, reply) => {
       const body = request.url.startsWith("/v1/")
@@ -91,6 +92,7 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
           : { detail: message },
       );
   });
+  drainRefusedBodies(app);
   if (options.control) registerControlRoutes(app, options.control);
   if (options.colonies) registerColoniesRoutes(app, options.colonies);
 
