@@ -1,6 +1,8 @@
 import { createServer } from "node:net";
 import type { Server } from "node:net";
 import { execFileSync } from "node:child_process";
+import { once } from "node:events";
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import type { Instance } from "../../src/index.js";
 
 /**
@@ -86,3 +88,34 @@ export function hasCapability(status: string, bit: number): boolean {
 
 export const CAP_NET_ADMIN = 12;
 export const CAP_NET_RAW = 13;
+
+/** The host's address on Docker's default bridge: what a container reaches the host at. */
+export const DOCKER_GATEWAY = "172.17.0.1";
+
+/**
+ * HTTP servers of the test's own on `host` (default the Docker bridge's gateway), each
+ * answering `reached`; closed together.
+ */
+export class HttpTestServers implements AsyncDisposable {
+  private readonly servers: HttpServer[] = [];
+
+  constructor(readonly host = DOCKER_GATEWAY) {}
+
+  /** A new server on a free port; returns the port. */
+  async listen(): Promise<number> {
+    const server = createHttpServer((_req, res) => res.end("reached"));
+    this.servers.push(server);
+    server.listen(0, this.host);
+    await once(server, "listening");
+    return (server.address() as { port: number }).port;
+  }
+
+  /** A shell command that prints `reached` when the server on `port` answers from inside a sandbox, else `unreachable`. */
+  probe(port: number): string {
+    return `python3 -c "import urllib.request as u; print(u.urlopen('http://${this.host}:${port}/', timeout=3).read().decode())" 2>/dev/null || echo unreachable`;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}

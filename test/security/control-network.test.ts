@@ -1,18 +1,11 @@
-import { once } from "node:events";
-import { createServer, type Server } from "node:http";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { App } from "../../src/index.js";
 import type { ContainerOptions } from "../../src/index.js";
 import { hasDocker, testBaseImage } from "../helpers/docker.js";
+import { DOCKER_GATEWAY, HttpTestServers } from "../helpers/net-probe.js";
 import type { ControlService } from "../helpers/control-service.js";
 import { controlKeys, serveControl } from "../helpers/control-service.js";
-
-/** The host's address on Docker's default bridge: what a container reaches the host at. */
-const GATEWAY = "172.17.0.1";
-
-const probe = (port: number) =>
-  `python3 -c "import urllib.request as u; print(u.urlopen('http://${GATEWAY}:${port}/', timeout=3).read().decode())" 2>/dev/null || echo unreachable`;
 
 /**
  * Containers and functions of the control plane under a network policy: the service's
@@ -21,26 +14,19 @@ const probe = (port: number) =>
  */
 describe.skipIf(!hasDocker)("control plane: network policy of containers and functions", () => {
   let control: ControlService;
-  const servers: Server[] = [];
+  const servers = new HttpTestServers();
+  const probe = (port: number) => servers.probe(port);
   let port = 0;
   let otherPort = 0;
 
-  async function listen(): Promise<number> {
-    const server = createServer((_req, res) => res.end("reached"));
-    servers.push(server);
-    server.listen(0, GATEWAY);
-    await once(server, "listening");
-    return (server.address() as { port: number }).port;
-  }
-
   beforeAll(async () => {
-    port = await listen();
-    otherPort = await listen();
+    port = await servers.listen();
+    otherPort = await servers.listen();
     control = await serveControl("--default-network", "none");
   });
 
   afterAll(async () => {
-    for (const server of servers) server.close();
+    await servers[Symbol.asyncDispose]();
     await control?.[Symbol.asyncDispose]();
   });
 
@@ -86,7 +72,7 @@ describe.skipIf(!hasDocker)("control plane: network policy of containers and fun
 
   it('"full" reaches the server; an allowlist reaches its destination and not another port', async () => {
     expect((await output({ command: probe(port), network: "full" })).out).toBe("reached");
-    const allow = { allow: [`${GATEWAY}:${port}`] };
+    const allow = { allow: [`${DOCKER_GATEWAY}:${port}`] };
     expect(await output({ command: probe(port), network: allow })).toEqual({
       out: "reached",
       network: allow,
@@ -96,7 +82,7 @@ describe.skipIf(!hasDocker)("control plane: network policy of containers and fun
 
   it("app.function({ network }) runs its containers under that policy", async () => {
     await using app = new App({ name: "net", url: control.url, apiKey: controlKeys.alice });
-    const url = `http://${GATEWAY}:${port}/`;
+    const url = `http://${DOCKER_GATEWAY}:${port}/`;
     const fetch = (network?: ContainerOptions["network"]) =>
       app
         .function<{ url: string }, string>(
@@ -105,7 +91,7 @@ describe.skipIf(!hasDocker)("control plane: network policy of containers and fun
         )
         .remote({ url });
     expect(await fetch()).toMatch(/^unreachable/); // the service default
-    expect(await fetch({ allow: [`${GATEWAY}:${port}`] })).toBe("reached");
-    expect(await fetch({ allow: [`${GATEWAY}:${otherPort}`] })).toMatch(/^unreachable/);
+    expect(await fetch({ allow: [`${DOCKER_GATEWAY}:${port}`] })).toBe("reached");
+    expect(await fetch({ allow: [`${DOCKER_GATEWAY}:${otherPort}`] })).toMatch(/^unreachable/);
   });
 });

@@ -1,20 +1,12 @@
-import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { afs } from "../helpers/afs.js";
 import { hasDocker, testBaseImage } from "../helpers/docker.js";
+import { DOCKER_GATEWAY, HttpTestServers } from "../helpers/net-probe.js";
 import type { SecuredService } from "./rollout-principals.js";
 import { securedService } from "./rollout-principals.js";
-
-/** The host's address on Docker's default bridge: what a container reaches the host at. */
-const GATEWAY = "172.17.0.1";
-
-/** A command that prints `reached` when the test server answers from inside the instance. */
-const probe = (port: number) =>
-  `python3 -c "import urllib.request as u; print(u.urlopen('http://${GATEWAY}:${port}/', timeout=3).read().decode())" 2>&1 || echo unreachable`;
 
 describe("afs serve --default-network and catalogue network: bad values refused at start", () => {
   const dir = mkdtempSync(join(tmpdir(), "affinetes-netflags-"));
@@ -49,26 +41,19 @@ describe("afs serve --default-network and catalogue network: bad values refused 
  */
 describe.skipIf(!hasDocker)("rollout service: network policy reaches the docker runtime", () => {
   let service: SecuredService;
-  const servers: Server[] = [];
+  const servers = new HttpTestServers();
+  const probe = (port: number) => servers.probe(port);
   let port = 0;
   let otherPort = 0;
 
-  async function listen(): Promise<number> {
-    const server = createServer((_req, res) => res.end("reached"));
-    servers.push(server);
-    server.listen(0, GATEWAY);
-    await once(server, "listening");
-    return (server.address() as { port: number }).port;
-  }
-
   beforeAll(async () => {
-    port = await listen();
-    otherPort = await listen();
+    port = await servers.listen();
+    otherPort = await servers.listen();
     service = await securedService("--default-network", "none");
   });
 
   afterAll(async () => {
-    for (const server of servers) server.close();
+    await servers[Symbol.asyncDispose]();
     if (!service) return;
     const stats = (await service.as("admin", "/stats")).json as { instances: Array<{ run_id: string }> };
     for (const i of stats.instances) await service.as("admin", "/close_instance", { run_id: i.run_id });
@@ -104,7 +89,7 @@ describe.skipIf(!hasDocker)("rollout service: network policy reaches the docker 
       environment_config: {
         container_type: "docker",
         image: testBaseImage,
-        network: { allow: [`${GATEWAY}:${port}`] },
+        network: { allow: [`${DOCKER_GATEWAY}:${port}`] },
       },
     });
     expect(start.status, JSON.stringify(start.json)).toBe(200);
