@@ -46,7 +46,7 @@ export type { BalancerCandidate, LoadBalanceStrategy, LoadBalancer } from "./poo
 export { DEFAULT_BASE_IMAGE, configuredBaseImage } from "./config.js";
 export { SlurmRuntime } from "./runtime/slurm/slurm-runtime.js";
 export type { SlurmRuntimeOptions } from "./runtime/slurm/slurm-runtime.js";
-export { Client, Containers, Disks, Images } from "./sdk/client.js";
+export { Client, Containers, Disks, Images } from "./control/client/client.js";
 export type {
   ClientOptions,
   ContainerInfo,
@@ -55,14 +55,21 @@ export type {
   DiskInfo,
   ImageSource,
   PrincipalInfo,
-} from "./sdk/client.js";
-export { ContainerHandle } from "./sdk/container-handle.js";
-export { Volume } from "./sdk/volume.js";
-export { App } from "./sdk/app.js";
-export { runExecutorLoop, runFunctionExecutor } from "./sdk/function-executor.js";
-export type { ExecutorFunction, ExecutorLoopOptions } from "./sdk/function-executor.js";
-export { runContainerExecutor } from "./sdk/container-executor.js";
-export { Colonies, ProcessStates, funcSpec, newIdentity, generatePrivateKey, idOf } from "./sdk/colonies.js";
+} from "./control/client/client.js";
+export { ContainerHandle } from "./control/client/container-handle.js";
+export { Volume } from "./control/client/volume.js";
+export { App } from "./control/client/app.js";
+export { runExecutorLoop, runFunctionExecutor } from "./queue/executors/function-executor.js";
+export type { ExecutorFunction, ExecutorLoopOptions } from "./queue/executors/function-executor.js";
+export { runContainerExecutor } from "./queue/executors/container-executor.js";
+export {
+  Colonies,
+  ProcessStates,
+  funcSpec,
+  newIdentity,
+  generatePrivateKey,
+  idOf,
+} from "./queue/client/colonies.js";
 export type {
   ChannelMessage,
   ColoniesOptions,
@@ -73,15 +80,15 @@ export type {
   LogEntry,
   Process,
   ProcessGraph,
-} from "./sdk/colonies.js";
-export type { AppOptions } from "./sdk/app.js";
-export { FunctionCall, FunctionHandle } from "./sdk/function-handle.js";
-export type { FunctionOptions } from "./sdk/function-handle.js";
-export type { InstanceStore, InstanceRecord, ResourceLimits } from "./store/instance-store.js";
-export { SqliteInstanceStore } from "./store/sqlite-instance-store.js";
-export { PostgresInstanceStore } from "./store/postgres-instance-store.js";
-export { SqliteControlStore } from "./store/sqlite-control-store.js";
-export { PostgresControlStore } from "./store/postgres-control-store.js";
+} from "./queue/client/colonies.js";
+export type { AppOptions } from "./control/client/app.js";
+export { FunctionCall, FunctionHandle } from "./control/client/function-handle.js";
+export type { FunctionOptions } from "./control/client/function-handle.js";
+export type { InstanceStore, InstanceRecord, ResourceLimits } from "./rollout/instance-store.js";
+export { SqliteInstanceStore } from "./rollout/store/sqlite-instance-store.js";
+export { PostgresInstanceStore } from "./rollout/store/postgres-instance-store.js";
+export { SqliteControlStore } from "./control/store/sqlite-control-store.js";
+export { PostgresControlStore } from "./control/store/postgres-control-store.js";
 export type {
   ContainerFilter,
   ContainerRecord,
@@ -90,7 +97,7 @@ export type {
   DiskAccess,
   DiskRecord,
   VolumeMount,
-} from "./store/control-store.js";
+} from "./control/control-store.js";
 export {
   APIError,
   AbortedError,

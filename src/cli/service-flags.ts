@@ -1,6 +1,6 @@
 import type { NetworkPolicy } from "../runtime/network-policy.js";
 import { parseNetworkPolicy } from "../runtime/network-policy.js";
-import { REQUEST_LIMITS } from "../service/request-schemas.js";
+import { REQUEST_LIMITS } from "../rollout/request-schemas.js";
 import { UsageError } from "./exit-codes.js";
 
 const RESOURCE_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;

@@ -20,12 +20,12 @@ import type {
   DiskAccess,
   DiskRecord,
   VolumeMount,
-} from "../store/control-store.js";
-import { diskAccess } from "../store/control-store.js";
+} from "./control-store.js";
+import { diskAccess } from "./control-store.js";
 import { receiveContext } from "./context-upload.js";
 import type { DiskEntry } from "./disk-files.js";
 import { DEFAULT_MAX_FILE_BYTES, DiskFiles } from "./disk-files.js";
-import type { Principal } from "./principals.js";
+import type { Principal } from "../auth/principals.js";
 
 /** The label tying a Docker container to its control-plane container id. */
 export const CONTAINER_LABEL = "affinetes.control.container";

@@ -14,3 +14,9 @@ export function serverScriptPath(): string {
   // The build copies the .py file next to the compiled module, so this works from src/ and dist/.
   return fileURLToPath(new URL(`./${SERVER_FILE_NAME}`, import.meta.url));
 }
+
+/** Absolute path of a function runner shipped with this package (run inside containers by `app.function`). */
+export function functionRunnerPath(language: "python" | "node"): string {
+  const file = language === "python" ? "function_runner.py" : "function-runner.mjs";
+  return fileURLToPath(new URL(`./${file}`, import.meta.url));
+}

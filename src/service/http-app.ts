@@ -1,33 +1,15 @@
 import Fastify from "fastify";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import {
-  AffinetesError,
-  ConflictError,
-  InstanceGoneError,
-  NotFoundError,
-  PermissionDeniedError,
-  ResourcesExhaustedError,
-  UnauthenticatedError,
-  UnsupportedError,
-  ValidationError,
-} from "../errors.js";
 import type { ControlPlane } from "../control/control-plane.js";
-import type { Principal } from "../control/principals.js";
-import { ApiKeys } from "../control/principals.js";
-import { parseOptions } from "../util/validate.js";
+import type { Principal } from "../auth/principals.js";
+import { ApiKeys } from "../auth/principals.js";
 import type { ColoniesServer } from "../queue/colonies-server.js";
-import { registerColoniesRoutes } from "./colonies-routes.js";
-import { registerControlRoutes } from "./control-routes.js";
-import { drainRefusedBodies } from "./refused-body.js";
+import { registerColoniesRoutes } from "../queue/colonies-routes.js";
+import { registerControlRoutes } from "../control/control-routes.js";
+import { drainRefusedBodies } from "../transport/refused-body.js";
 import { openApiDocument } from "./openapi.js";
-import {
-  REQUEST_LIMITS,
-  closeSchema,
-  executeSchema,
-  startSchema,
-  statsQuerySchema,
-} from "./request-schemas.js";
-import type { RolloutService } from "./rollout-service.js";
+import { answerRolloutError, registerRolloutRoutes } from "../rollout/rollout-routes.js";
+import type { RolloutService } from "../rollout/rollout-service.js";
 
 export interface HttpAppOptions {
   /** When set, every request needs `Authorization: Bearer <apiKey>` (the admin's key). */
@@ -50,8 +32,9 @@ declare module "fastify" {
 }
 
 /**
- * The REST face of the service (fastify): the rollout service at the root, the control
- * plane under `/v1/`. Every body is validated; errors map to statuses in one table.
+ * The service's one fastify server: authentication (API keys to principals), then each
+ * face's routes: the rollout service at the root, the control plane under `/v1/`, the
+ * process queue at `/api` and `/pubsub`.
  */
 export function buildHttpApp(service: RolloutService, options: HttpAppOptions = {}): FastifyInstance {
   const app = Fastify({
@@ -96,51 +79,11 @@ export function buildHttpApp(service: RolloutService, options: HttpAppOptions = 
   if (options.control) registerControlRoutes(app, options.control);
   if (options.colonies) registerColoniesRoutes(app, options.colonies);
 
-  app.setErrorHandler(async (error, _request, reply) => {
-    const [status, body] = toHttp(error);
-    await reply.code(status).send(body);
-  });
+  app.setErrorHandler(answerRolloutError);
 
   app.get("/health", async () => ({ status: "ok" }));
   const openapi = openApiDocument(options.version ?? "0.0.0");
   app.get("/openapi.json", async () => openapi);
-  // A rollout body is small (a command, a few variables): a larger one is refused before it is read whole.
-  const rollout = { bodyLimit: REQUEST_LIMITS.maxBodyBytes };
-  app.post("/start_instance", rollout, async (request) =>
-    service.start(parseOptions(startSchema, request.body, "request body"), request.principal),
-  );
-  app.post("/execute_command", rollout, async (request) =>
-    service.execute(parseOptions(executeSchema, request.body, "request body"), request.principal),
-  );
-  app.post("/close_instance", rollout, async (request) =>
-    service.close(parseOptions(closeSchema, request.body, "request body").run_id, request.principal),
-  );
-  app.get("/get_available_resources", async () => service.availableResources());
-  app.get("/stats", async (request) => {
-    const query = parseOptions(statsQuerySchema, request.query, "query");
-    return service.stats(
-      {
-        ...(query.run_id ? { runId: query.run_id } : {}),
-        ...(query.container_name ? { containerName: query.container_name } : {}),
-      },
-      request.principal,
-    );
-  });
+  registerRolloutRoutes(app, service);
   return app;
-}
-
-/** The one table from errors to HTTP answers. */
-function toHttp(error: unknown): [number, Record<string, unknown>] {
-  if (error instanceof ValidationError) return [400, { detail: error.message, field: error.option }];
-  if (error instanceof UnsupportedError) return [400, { detail: error.message }];
-  if (error instanceof UnauthenticatedError) return [401, { detail: error.message }];
-  if (error instanceof PermissionDeniedError) return [403, { detail: error.message }];
-  if (error instanceof NotFoundError) return [404, { detail: error.message }];
-  if (error instanceof InstanceGoneError) return [410, { detail: error.message }];
-  if (error instanceof ConflictError) return [409, { detail: error.message }];
-  if (error instanceof ResourcesExhaustedError) return [429, { detail: error.message, short: error.short }];
-  const status = (error as { statusCode?: number }).statusCode; // fastify's own (malformed JSON, body too large)
-  if (status && status >= 400 && status < 500) return [status, { detail: (error as Error).message }];
-  const code = error instanceof AffinetesError ? error.code : "INTERNAL";
-  return [500, { detail: error instanceof Error ? error.message : String(error), code }];
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { closeSchema, executeSchema, startSchema } from "./request-schemas.js";
+import { closeSchema, executeSchema, startSchema } from "../rollout/request-schemas.js";
 
 /** A request body's JSON Schema, as clients send it (before defaults and preprocessing). */
 function bodySchema(schema: z.ZodType): Record<string, unknown> {

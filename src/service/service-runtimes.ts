@@ -3,7 +3,7 @@ import { isolationMissing } from "../runtime/process/isolation.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { SlurmRuntime } from "../runtime/slurm/slurm-runtime.js";
-import type { RuntimeTable } from "./rollout-service.js";
+import type { RuntimeTable } from "../rollout/rollout-service.js";
 
 const CONFINED = ["bubblewrap", "apptainer", "singularity", "enroot"] as const;
 

@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ColoniesServer } from "../../src/queue/colonies-server.js";
 import type { Process } from "../../src/queue/model.js";
 import { RUNNING, WAITING, ZERO_TIME } from "../../src/queue/model.js";
-import { funcSpec, newIdentity } from "../../src/sdk/colonies.js";
-import { SqliteQueueStore } from "../../src/store/sqlite-queue-store.js";
+import { funcSpec, newIdentity } from "../../src/queue/client/colonies.js";
+import { SqliteQueueStore } from "../../src/queue/store/sqlite-queue-store.js";
 
 /**
  * The assign's hand-over to a caller that leaves: the server against a real (in-memory

@@ -4,7 +4,7 @@ import { WebSocket } from "ws";
 import type { Identity } from "../../src/index.js";
 import { APIError, Colonies, ProcessStates, funcSpec, newIdentity } from "../../src/index.js";
 import { requestEnvelope } from "../../src/queue/envelope.js";
-import { MAX_PUBSUB_CONNECTIONS_PER_ADDRESS } from "../../src/service/colonies-routes.js";
+import { MAX_PUBSUB_CONNECTIONS_PER_ADDRESS } from "../../src/queue/colonies-routes.js";
 import { afs } from "../helpers/afs.js";
 import type { TestColony } from "./queue-fixture.js";
 import { QueueService, isErrorEnvelope, queueTargets } from "./queue-fixture.js";

@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
-import { Colonies, funcSpec, newIdentity } from "../../sdk/colonies.js";
-import type { FunctionSpec, Process } from "../../sdk/colonies.js";
+import { Colonies, funcSpec, newIdentity } from "../../queue/client/colonies.js";
+import type { FunctionSpec, Process } from "../../queue/client/colonies.js";
 import { idOf } from "../../queue/crypto.js";
 import { MAX_DEADLINE_S, MAX_PRIORITY } from "../../queue/messages.js";
 import { UsageError } from "../exit-codes.js";

@@ -7,7 +7,7 @@ import { openService } from "../../service/open-service.js";
 import { UsageError } from "../exit-codes.js";
 import type { OutputFactory } from "../output.js";
 import { collect, parsePositiveInt, parseSeconds } from "../parse-values.js";
-import { REQUEST_LIMITS } from "../../service/request-schemas.js";
+import { REQUEST_LIMITS } from "../../rollout/request-schemas.js";
 import { parseDefaultResources, parseLimits, parseNetworkFlag } from "../service-flags.js";
 
 /** The largest output cap: each stream of a command is held in memory up to it. */
