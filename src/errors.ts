@@ -75,6 +75,27 @@ export class InstanceStartError extends AffinetesError {
   }
 }
 
+/**
+ * The database holds a table set at a schema version newer than this release knows (a
+ * newer release migrated it): starting would misread it, so nothing starts.
+ */
+export class SchemaTooNewError extends AffinetesError {
+  readonly tableSet: string;
+  readonly found: number;
+  readonly known: number;
+
+  constructor(tableSet: string, found: number, known: number) {
+    super(
+      "SCHEMA_TOO_NEW",
+      `the database's ${tableSet} tables are at schema version ${found}, newer than this release of ` +
+        `affinetes knows (${known}): run a release that knows version ${found}, or use another database`,
+    );
+    this.tableSet = tableSet;
+    this.found = found;
+    this.known = known;
+  }
+}
+
 /** Something the Docker engine, a process or a host refused, with the engine's message. */
 export class InfrastructureError extends AffinetesError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -22,3 +22,33 @@ if (problem && inCi) throw new Error(`CI requires PostgreSQL (.ci/setup-postgres
 if (problem) console.warn(`[affinetes tests] PostgreSQL tests skipped: ${problem}`);
 
 export const hasPostgres = problem === undefined;
+
+/** Runs one statement on the database at `url`. */
+export async function sql(url: string, statement: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await client.query(statement, params);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A URL whose connections work in `schema` (and create their tables there). */
+export function schemaUrl(schema: string): string {
+  const options = encodeURIComponent(`-c search_path=${schema}`);
+  return `${postgresUrl}${postgresUrl.includes("?") ? "&" : "?"}options=${options}`;
+}
+
+/**
+ * A schema of the test database for one test file alone, empty: its tables, and its
+ * LISTEN/NOTIFY channels (named after the schema), never meet another run's. `drop` removes it.
+ */
+export async function isolatedSchema(name: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const schema = `test_${name}_${process.pid}`.replace(/\W/g, "_").toLowerCase();
+  await sql(postgresUrl, `DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+  return {
+    url: schemaUrl(schema),
+    drop: async () => void (await sql(postgresUrl, `DROP SCHEMA IF EXISTS ${schema} CASCADE`)),
+  };
+}

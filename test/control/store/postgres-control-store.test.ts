@@ -1,34 +1,38 @@
 import pg from "pg";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConflictError } from "../../../src/errors.js";
-import { PostgresControlStore } from "../../../src/control/store/postgres-control-store.js";
-import { hasPostgres, postgresUrl } from "../../helpers/postgres.js";
+import type { ControlStore } from "../../../src/control/control-store.js";
+import { openControlStore } from "../../../src/control/store/sql-control-store.js";
+import { hasPostgres, isolatedSchema, sql } from "../../helpers/postgres.js";
 import { controlStoreConformance, disk } from "./control-store-conformance.js";
 
-async function truncate(): Promise<void> {
-  const client = new pg.Client({ connectionString: postgresUrl });
-  await client.connect();
-  await client.query("TRUNCATE affinetes_disks, affinetes_containers"); // every test starts empty
-  await client.end();
-}
-
 describe.skipIf(!hasPostgres)("postgres", () => {
+  let db = { url: "", drop: async () => {} };
+  beforeAll(async () => {
+    db = await isolatedSchema("control_store");
+  });
+  afterAll(() => db.drop());
+
+  async function truncate(): Promise<void> {
+    await sql(db.url, "TRUNCATE affinetes_disks, affinetes_containers"); // every test starts empty
+  }
+
   controlStoreConformance({
     name: "postgres",
     open: async () => {
-      const store = await PostgresControlStore.connect(postgresUrl);
+      const store = await openControlStore(db.url);
       await truncate();
       return store;
     },
-    reopen: () => PostgresControlStore.connect(postgresUrl),
+    reopen: () => openControlStore(db.url),
   });
 
   describe("postgres control store upgrading an earlier layout", () => {
     it("makes disk names unique per owner and gives earlier containers the network 'full'", async () => {
-      const client = new pg.Client({ connectionString: postgresUrl });
+      const earlier = await isolatedSchema("control_store_earlier"); // a database of that release
+      const client = new pg.Client({ connectionString: earlier.url });
       await client.connect();
       try {
-        await client.query("DROP TABLE IF EXISTS affinetes_disks, affinetes_containers");
         await client.query(`
           CREATE TABLE affinetes_disks (seq BIGSERIAL, id TEXT PRIMARY KEY,
             name TEXT NOT NULL CONSTRAINT affinetes_disks_name_unique UNIQUE, backend TEXT NOT NULL,
@@ -46,9 +50,9 @@ describe.skipIf(!hasPostgres)("postgres", () => {
       } finally {
         await client.end();
       }
-      const replicas = await Promise.all([1, 2].map(() => PostgresControlStore.connect(postgresUrl)));
+      const replicas = await Promise.all([1, 2].map(() => openControlStore(earlier.url)));
       try {
-        const [store, other] = replicas as [PostgresControlStore, PostgresControlStore];
+        const [store, other] = replicas as [ControlStore, ControlStore];
         await store.createDisk(disk("disk_2", { name: "app-ml", owner: "alice" }));
         await expect(
           other.createDisk(disk("disk_3", { name: "app-ml", owner: "bob" })),
@@ -58,15 +62,14 @@ describe.skipIf(!hasPostgres)("postgres", () => {
         expect((await store.getContainer("ctr_old"))?.network).toBe("full");
       } finally {
         await Promise.all(replicas.map((r) => r.close()));
+        await earlier.drop();
       }
     });
   });
 
   describe("postgres control store across replicas", () => {
     it("replicas connecting together create the schema once, and take a disk name once between them", async () => {
-      const replicas = await Promise.all(
-        Array.from({ length: 4 }, () => PostgresControlStore.connect(postgresUrl)),
-      );
+      const replicas = await Promise.all(Array.from({ length: 4 }, () => openControlStore(db.url)));
       try {
         await truncate();
         const results = await Promise.allSettled(

@@ -4,8 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { AffinetesError } from "../../../src/errors.js";
-import { SqliteControlStore } from "../../../src/control/store/sqlite-control-store.js";
-import { SqliteInstanceStore } from "../../../src/rollout/store/sqlite-instance-store.js";
+import type { ControlStore } from "../../../src/control/control-store.js";
+import { openControlStore } from "../../../src/control/store/sql-control-store.js";
+import type { InstanceStore } from "../../../src/rollout/instance-store.js";
+import { openInstanceStore } from "../../../src/rollout/store/sql-instance-store.js";
 import { container, controlStoreConformance, disk } from "./control-store-conformance.js";
 import { record } from "../../rollout/store/instance-store-conformance.js";
 
@@ -19,23 +21,23 @@ controlStoreConformance({
   name: "sqlite",
   open: async () => {
     file = freshFile();
-    return new SqliteControlStore(file);
+    return openControlStore(file);
   },
-  reopen: async () => new SqliteControlStore(file),
+  reopen: () => openControlStore(file),
 });
 
 describe("sqlite control store sharing the service's file", () => {
-  it("works next to SqliteInstanceStore on one file, both open at once, in either opening order", async () => {
+  it("works next to the instance store on one file, both open at once, in either opening order", async () => {
     for (const instancesFirst of [true, false]) {
       const shared = freshFile();
-      let instances: SqliteInstanceStore;
-      let control: SqliteControlStore;
+      let instances: InstanceStore;
+      let control: ControlStore;
       if (instancesFirst) {
-        instances = new SqliteInstanceStore(shared);
-        control = new SqliteControlStore(shared);
+        instances = await openInstanceStore(shared);
+        control = await openControlStore(shared);
       } else {
-        control = new SqliteControlStore(shared);
-        instances = new SqliteInstanceStore(shared);
+        control = await openControlStore(shared);
+        instances = await openInstanceStore(shared);
       }
       await instances.admit(record("run-1", { resources: { cpus: 2 } }), { instances: 5 });
       await control.createDisk(disk("disk_1"));
@@ -48,8 +50,8 @@ describe("sqlite control store sharing the service's file", () => {
       await control.close();
 
       // both reopen the file and see each other's writes intact
-      const instances2 = new SqliteInstanceStore(shared);
-      const control2 = new SqliteControlStore(shared);
+      const instances2 = await openInstanceStore(shared);
+      const control2 = await openControlStore(shared);
       expect((await instances2.list()).map((r) => r.runId)).toEqual(["run-1"]);
       expect(await control2.getDisk("disk_1")).toStrictEqual(disk("disk_1"));
       expect(await control2.getContainer("ctr_1")).toStrictEqual(
@@ -58,7 +60,12 @@ describe("sqlite control store sharing the service's file", () => {
       const db = new Database(shared, { readonly: true });
       const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all();
       db.close();
-      expect(tables).toEqual([{ name: "containers" }, { name: "disks" }, { name: "instances" }]);
+      expect(tables).toEqual([
+        { name: "affinetes_containers" },
+        { name: "affinetes_disks" },
+        { name: "affinetes_instances" },
+        { name: "affinetes_schema" }, // each table set's schema version
+      ]);
       await instances2.close();
       await control2.close();
     }
@@ -81,7 +88,7 @@ describe("sqlite control store sharing the service's file", () => {
     `);
     db.close();
     // two processes opening the old file at once: one upgrades it, the other finds it upgraded
-    const [store, other] = [new SqliteControlStore(earlier), new SqliteControlStore(earlier)];
+    const [store, other] = await Promise.all([openControlStore(earlier), openControlStore(earlier)]);
     try {
       expect((await store.listDisks()).map((d) => d.id)).toEqual(["disk_2", "disk_1"]);
       expect(await store.getDiskByName("bob", "second")).toStrictEqual(
@@ -105,17 +112,12 @@ describe("sqlite control store sharing the service's file", () => {
     }
   });
 
-  it("refuses a file whose disks table is someone else's, instead of misreading it", () => {
+  it("refuses a file whose disks table is someone else's, instead of misreading it", async () => {
     const foreign = freshFile();
     const db = new Database(foreign);
     db.exec("CREATE TABLE disks (serial TEXT PRIMARY KEY, size_gb INTEGER)");
     db.close();
-    let refused: unknown;
-    try {
-      new SqliteControlStore(foreign);
-    } catch (err) {
-      refused = err;
-    }
+    const refused = await openControlStore(foreign).catch((err: unknown) => err);
     expect(refused).toBeInstanceOf(AffinetesError);
     expect((refused as Error).message).toMatch(/"disks" table .*missing id, name/);
   });

@@ -1,20 +1,22 @@
-import pg from "pg";
-import { describe } from "vitest";
-import { PostgresInstanceStore } from "../../../src/rollout/store/postgres-instance-store.js";
-import { hasPostgres, postgresUrl } from "../../helpers/postgres.js";
+import { afterAll, beforeAll, describe } from "vitest";
+import { openInstanceStore } from "../../../src/rollout/store/sql-instance-store.js";
+import { hasPostgres, isolatedSchema, sql } from "../../helpers/postgres.js";
 import { storeConformance } from "./instance-store-conformance.js";
 
 describe.skipIf(!hasPostgres)("postgres", () => {
+  let db = { url: "", drop: async () => {} };
+  beforeAll(async () => {
+    db = await isolatedSchema("instance_store");
+  });
+  afterAll(() => db.drop());
+
   storeConformance({
     name: "postgres",
     open: async () => {
-      const store = await PostgresInstanceStore.connect(postgresUrl);
-      const client = new pg.Client({ connectionString: postgresUrl });
-      await client.connect();
-      await client.query("TRUNCATE affinetes_instances"); // every test starts empty
-      await client.end();
+      const store = await openInstanceStore(db.url);
+      await sql(db.url, "TRUNCATE affinetes_instances"); // every test starts empty
       return store;
     },
-    reopen: () => PostgresInstanceStore.connect(postgresUrl),
+    reopen: () => openInstanceStore(db.url),
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { SqliteInstanceStore } from "../../../src/rollout/store/sqlite-instance-store.js";
+import { openInstanceStore } from "../../../src/rollout/store/sql-instance-store.js";
 import { fixturePath } from "../../helpers/paths.js";
 import { record, storeConformance } from "./instance-store-conformance.js";
 
@@ -16,9 +16,9 @@ storeConformance({
   name: "sqlite",
   open: async () => {
     file = join(mkdtempSync(join(tmpdir(), "affinetes-store-")), "service.db");
-    return new SqliteInstanceStore(file);
+    return openInstanceStore(file);
   },
-  reopen: async () => new SqliteInstanceStore(file),
+  reopen: () => openInstanceStore(file),
 });
 
 describe("sqlite store across processes", () => {
@@ -26,7 +26,7 @@ describe("sqlite store across processes", () => {
   // inside one transaction (they last microseconds): BEGIN IMMEDIATE is what excludes that.
   it("two service processes on one file admit exactly the limit between them (counts live in the file)", async () => {
     const shared = join(mkdtempSync(join(tmpdir(), "affinetes-store-")), "service.db");
-    new SqliteInstanceStore(shared).close(); // create the schema first
+    await (await openInstanceStore(shared)).close(); // create the schema first
     const worker = `${fixturePath("")}admit-worker.mjs`;
     const counts = await Promise.all(
       ["a", "b"].map((prefix) =>
@@ -34,7 +34,7 @@ describe("sqlite store across processes", () => {
       ),
     );
     expect(counts[0]! + counts[1]!).toBe(10);
-    const store = new SqliteInstanceStore(shared);
+    const store = await openInstanceStore(shared);
     expect(await store.allocated(["instances"])).toEqual({ instances: 10 });
     await store.close();
   });
@@ -52,7 +52,7 @@ describe("sqlite store migration", () => {
       `INSERT INTO instances VALUES ('old', NULL, 'docker', 'img', '{"cpus":1}', 'c1', 'running', 1, 2, 3, '{}')`,
     ).run();
     db.close();
-    const store = new SqliteInstanceStore(old);
+    const store = await openInstanceStore(old);
     expect(await store.get("old")).toMatchObject({
       runId: "old",
       owner: "",
@@ -76,7 +76,7 @@ describe("sqlite store migration", () => {
       `INSERT INTO instances VALUES ('v2', 'svc', NULL, 'local', '', '{}', 'p1', 'running', 1, 2, 0, '{}')`,
     ).run();
     db.close();
-    const store = new SqliteInstanceStore(old);
+    const store = await openInstanceStore(old);
     expect(await store.get("v2")).toMatchObject({ runId: "v2", owner: "svc", principal: "" });
     await store.admit(record("new", { principal: "alice" }), {});
     expect((await store.list({ principal: "alice" })).map((r) => r.runId)).toEqual(["new"]);
