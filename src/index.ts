@@ -85,10 +85,8 @@ export type { AppOptions } from "./control/client/app.js";
 export { FunctionCall, FunctionHandle } from "./control/client/function-handle.js";
 export type { FunctionOptions } from "./control/client/function-handle.js";
 export type { InstanceStore, InstanceRecord, ResourceLimits } from "./rollout/instance-store.js";
-export { SqliteInstanceStore } from "./rollout/store/sqlite-instance-store.js";
-export { PostgresInstanceStore } from "./rollout/store/postgres-instance-store.js";
-export { SqliteControlStore } from "./control/store/sqlite-control-store.js";
-export { PostgresControlStore } from "./control/store/postgres-control-store.js";
+export { openInstanceStore } from "./rollout/store/sql-instance-store.js";
+export { openControlStore } from "./control/store/sql-control-store.js";
 export type {
   ContainerFilter,
   ContainerRecord,
@@ -108,6 +106,7 @@ export {
   InstanceGoneError,
   PermissionDeniedError,
   ResourcesExhaustedError,
+  SchemaTooNewError,
   SlurmError,
   UnauthenticatedError,
   CallAbortedError,

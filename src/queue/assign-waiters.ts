@@ -1,18 +1,20 @@
 import { timerDelay } from "../util/deadline.js";
 
 /**
- * Executors waiting in a long-poll assign, by colony and executor type. A new process
- * wakes one waiter, not all of them (no thundering herd). No wake-up is lost: one that
- * comes between an executor's look at the queue and its wait makes the wait return at
- * once (each key counts its wake-ups; a waiter says which count it saw).
+ * Executors of this process waiting in a long-poll assign, by colony and executor type.
+ * A new process wakes one waiter, not all of them (no thundering herd). No wake-up is
+ * lost: one that comes between an executor's look at the queue and its wait makes the
+ * wait return at once (each key counts its wake-ups; a waiter says which count it saw).
  */
 export class AssignWaiters {
   private readonly queues = new Map<string, Array<(woken: boolean) => void>>();
   private readonly wakeups = new Map<string, number>();
+  /** Wake-ups of every key at once (`wakeEveryone`), counted in each key's. */
+  private everyone = 0;
 
   /** How many wake-ups the colony and type have had: read it before looking at the queue. */
   seen(colonyname: string, executortype: string): number {
-    return this.wakeups.get(keyOf(colonyname, executortype)) ?? 0;
+    return (this.wakeups.get(keyOf(colonyname, executortype)) ?? 0) + this.everyone;
   }
 
   /**
@@ -27,9 +29,9 @@ export class AssignWaiters {
     seen: number,
     signal?: AbortSignal,
   ): Promise<boolean> {
-    const key = keyOf(colonyname, executortype);
-    if ((this.wakeups.get(key) ?? 0) !== seen) return Promise.resolve(true);
+    if (this.seen(colonyname, executortype) !== seen) return Promise.resolve(true);
     if (signal?.aborted) return Promise.resolve(false);
+    const key = keyOf(colonyname, executortype);
     return new Promise((resolve) => {
       const queue = this.queues.get(key) ?? [];
       this.queues.set(key, queue);
@@ -51,12 +53,21 @@ export class AssignWaiters {
     });
   }
 
-  /** Wakes up to `count` waiters of the colony and type, the longest-waiting first. */
-  wake(colonyname: string, executortype: string, count: number): void {
+  /** Wakes up to `count` waiters of the colony and type, the longest-waiting first; how many it woke. */
+  wake(colonyname: string, executortype: string, count: number): number {
     const key = keyOf(colonyname, executortype);
     this.wakeups.set(key, (this.wakeups.get(key) ?? 0) + 1);
     const queue = this.queues.get(key);
-    for (let i = 0; i < count && queue?.length; i++) queue.shift()?.(true);
+    let woken = 0;
+    for (; woken < count && queue?.length; woken++) queue.shift()?.(true);
+    return woken;
+  }
+
+  /** Wakes every waiter of every key: work may have come that no wake-up named. */
+  wakeEveryone(): void {
+    this.everyone++;
+    for (const queue of this.queues.values()) for (const waiter of queue.splice(0)) waiter(true);
+    this.queues.clear();
   }
 
   /** Ends every wait (the server stops). */

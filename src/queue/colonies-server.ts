@@ -1,6 +1,5 @@
 import { EventEmitter } from "node:events";
 import { ConflictError } from "../errors.js";
-import { AssignWaiters } from "./assign-waiters.js";
 import { ChannelHub } from "./channels.js";
 import { RpcError } from "./envelope.js";
 import type { FunctionSpecInput, Message } from "./messages.js";
@@ -95,7 +94,6 @@ const HEX_ID = /^[0-9a-f]{64}$/;
  * colony the message says.
  */
 export class ColoniesServer {
-  private readonly waiters = new AssignWaiters();
   private readonly channels: ChannelHub;
   /** Every stored change of a process, for subscriptions. */
   private readonly changes = new EventEmitter();
@@ -122,10 +120,10 @@ export class ColoniesServer {
     this.timer.unref();
   }
 
+  /** Stops the deadline loop; long-poll assigns still waiting end when the store closes. */
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.waiters.cancelAll();
   }
 
   /** Answers one call; the reply payload (JSON). */
@@ -360,12 +358,13 @@ export class ColoniesServer {
   /** Wakes the executors a WAITING process may go to: one, or all when it names executors (the first woken might not be named). */
   private wakeFor(process: Process): void {
     const { colonyname, executortype, executornames } = process.spec.conditions;
-    this.waiters.wake(colonyname, executortype, executornames.length ? Number.POSITIVE_INFINITY : 1);
+    this.options.store.notifyWork(colonyname, executortype, executornames.length ? Number.POSITIVE_INFINITY : 1);
   }
 
   /**
    * Long-poll assignment: the first assignable process, else wait for one to be submitted
-   * (one waiter woken per new process) until `timeout` seconds; then 404. A caller that
+   * (one waiter woken per new process, on whichever service replica it waits) until
+   * `timeout` seconds; then 404. A caller that
    * leaves (`signal`) stops waiting; a process taken for it is given back.
    */
   private async assign(
@@ -383,7 +382,7 @@ export class ColoniesServer {
     const deadline = Date.now() + Math.max(0, timeoutS) * 1000;
     for (;;) {
       if (signal?.aborted) throw gone();
-      const seen = this.waiters.seen(colonyname, executor.executortype);
+      const seen = this.options.store.workSeen(colonyname, executor.executortype);
       const process = await this.options.store.assign(
         {
           colonyname,
@@ -396,7 +395,11 @@ export class ColoniesServer {
       if (process) return this.handOver(await this.withInput(process), signal);
       const left = deadline - Date.now();
       if (timeoutS < 0 || left <= 0) throw new RpcError(404, "No process available for assignment");
-      const woken = await this.waiters.wait(colonyname, executor.executortype, left, seen, signal);
+      const woken = await this.options.store.waitForWork(colonyname, executor.executortype, {
+        timeoutMs: left,
+        seen,
+        signal,
+      });
       if (!woken && signal?.aborted) throw gone();
       if (!woken) throw new RpcError(404, "No process available for assignment");
     }
@@ -682,7 +685,7 @@ export class ColoniesServer {
     });
     for (const p of changed) {
       if (!p.waitforparents && p.state === WAITING)
-        this.waiters.wake(graph.colonyname, p.spec.conditions.executortype, 1);
+        this.options.store.notifyWork(graph.colonyname, p.spec.conditions.executortype, 1);
     }
   }
 
@@ -876,7 +879,7 @@ export class ColoniesServer {
             waitdeadline: spec.maxwaittime > 0 ? timeString(now + spec.maxwaittime * 1000) : ZERO_TIME,
           },
         ]);
-        this.waiters.wake(spec.conditions.colonyname, spec.conditions.executortype, 1);
+        this.options.store.notifyWork(spec.conditions.colonyname, spec.conditions.executortype, 1);
       }
       for (const process of waiting) await this.fail(process, ["Maximum waiting time limit exceeded"]);
     });

@@ -23,8 +23,9 @@ export interface AssignRequest {
 
 /**
  * The process queue's store extension point (SQLite embedded; PostgreSQL for several
- * service replicas). Objects are stored as the protocol's JSON documents, with the
- * fields the queue selects on kept as columns.
+ * service replicas), with the long-poll wait for work of every service process sharing
+ * it. Objects are stored as the protocol's JSON documents, with the fields the queue
+ * selects on kept as columns.
  */
 export interface QueueStore {
   addColony(colony: Colony): Promise<void>;
@@ -122,6 +123,28 @@ export interface QueueStore {
   /** A channel's entries from position `after` (0: all), at most `limit` (0: no limit), in arrival order. */
   readChannel(processid: string, name: string, after: number, limit: number): Promise<ChannelEntry[]>;
 
+  /**
+   * How many wake-ups executors of the colony and type have had: read it before looking
+   * at the queue and give it to `waitForWork`, so a wake-up in between is not lost.
+   */
+  workSeen(colonyname: string, executortype: string): number;
+  /**
+   * Waits for new work for the colony and type, announced by `notifyWork` in this or any
+   * other service process sharing the store: true when woken (at once when a wake-up came
+   * since `seen`), false after `timeoutMs`, when `signal` aborts or the store closes.
+   */
+  waitForWork(
+    colonyname: string,
+    executortype: string,
+    options: { timeoutMs: number; seen: number; signal?: AbortSignal | undefined },
+  ): Promise<boolean>;
+  /**
+   * Announces new work (after it is stored): wakes up to `count` waiting executors of the
+   * colony and type (Infinity: all), of this process first, then of the others.
+   */
+  notifyWork(colonyname: string, executortype: string, count: number): void;
+
+  /** Ends every wait and closes the store. */
   close(): Promise<void>;
 }
 

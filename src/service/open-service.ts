@@ -3,18 +3,10 @@ import { join } from "node:path";
 import { stateDir } from "../config.js";
 import { ControlPlane } from "../control/control-plane.js";
 import { ApiKeys } from "../auth/principals.js";
-import { InfrastructureError, ValidationError } from "../errors.js";
+import { ValidationError } from "../errors.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import type { NetworkPolicy } from "../runtime/network-policy.js";
-import type { ControlStore } from "../control/control-store.js";
-import type { InstanceStore, ResourceLimits } from "../rollout/instance-store.js";
-import { PostgresControlStore } from "../control/store/postgres-control-store.js";
-import { PostgresInstanceStore } from "../rollout/store/postgres-instance-store.js";
-import { SqliteControlStore } from "../control/store/sqlite-control-store.js";
-import { SqliteInstanceStore } from "../rollout/store/sqlite-instance-store.js";
-import { SqliteQueueStore } from "../queue/store/sqlite-queue-store.js";
-import { PostgresQueueStore } from "../queue/store/postgres-queue-store.js";
-import type { QueueStore } from "../queue/queue-store.js";
+import type { ResourceLimits } from "../rollout/instance-store.js";
 import { ColoniesServer } from "../queue/colonies-server.js";
 import { EnvironmentCatalog } from "../rollout/environment-catalog.js";
 import { buildHttpApp } from "./http-app.js";
@@ -22,6 +14,7 @@ import { CONTAINER_TYPES } from "../rollout/request-schemas.js";
 import type { RecoveryReport } from "../rollout/rollout-service.js";
 import { RolloutService } from "../rollout/rollout-service.js";
 import { serviceRuntimes } from "./service-runtimes.js";
+import { openServiceStores } from "./service-stores.js";
 
 /** Everything `afs serve` is configured with (flags, validated). */
 export interface ServiceConfig {
@@ -80,13 +73,12 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     sbatchArgs: config.sbatchArgs,
     docker: dockerAnswers ? docker : undefined,
   });
-  const stores = await openStores(config.db).catch(async (err: unknown) => {
-    await docker.close();
-    throw new InfrastructureError(
-      `cannot open the service's database ${dbLocation(config.db)}: ${(err as Error).message}`,
-      { cause: err },
-    );
-  });
+  const stores = await openServiceStores(config.db, { queue: Boolean(config.coloniesServerId) }).catch(
+    async (err: unknown) => {
+      await docker.close();
+      throw err;
+    },
+  );
   const service = new RolloutService({
     store: stores.instances,
     limits: config.limits,
@@ -107,11 +99,10 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
     maxContextBytes: config.maxContextBytes,
     defaultNetwork: config.defaultNetwork,
   });
-  const queueStore = config.coloniesServerId ? await openQueueStore(config.db) : undefined;
   const colonies =
-    queueStore && config.coloniesServerId
+    stores.queue && config.coloniesServerId
       ? new ColoniesServer({
-          store: queueStore,
+          store: stores.queue,
           serverId: config.coloniesServerId,
           bearerKey: config.queueKey,
         })
@@ -129,10 +120,8 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
       await service.shutdown({ stopInstances });
       await control.close();
       await colonies?.close();
-      await queueStore?.close();
       await docker.close();
-      await stores.instances.close();
-      await stores.control.close();
+      await stores.close();
     },
   };
 }
@@ -158,34 +147,4 @@ function checkAllowLists(keys: ApiKeys, catalog: EnvironmentCatalog | undefined)
         );
     }
   }
-}
-
-/** Where the database is, for a message: a PostgreSQL URL without its password. */
-function dbLocation(db: string | undefined): string {
-  if (!db) return join(stateDir(), "service.db");
-  if (!/^postgres(ql)?:\/\//.test(db)) return db;
-  try {
-    const url = new URL(db);
-    if (url.password) url.password = "***";
-    return url.href;
-  } catch {
-    return "(a postgres:// URL that does not parse)";
-  }
-}
-
-/** The queue's store: in the service's PostgreSQL database, or its SQLite file. */
-async function openQueueStore(db: string | undefined): Promise<QueueStore> {
-  if (db && /^postgres(ql)?:\/\//.test(db)) return PostgresQueueStore.connect(db);
-  return new SqliteQueueStore(db ?? join(stateDir(), "service.db"));
-}
-
-async function openStores(
-  db: string | undefined,
-): Promise<{ instances: InstanceStore; control: ControlStore }> {
-  if (db && /^postgres(ql)?:\/\//.test(db)) {
-    const instances = await PostgresInstanceStore.connect(db);
-    return { instances, control: await PostgresControlStore.connect(db) };
-  }
-  const file = db ?? join(stateDir(), "service.db");
-  return { instances: new SqliteInstanceStore(file), control: new SqliteControlStore(file) };
 }

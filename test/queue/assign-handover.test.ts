@@ -3,7 +3,8 @@ import { ColoniesServer } from "../../src/queue/colonies-server.js";
 import type { Process } from "../../src/queue/model.js";
 import { RUNNING, WAITING, ZERO_TIME } from "../../src/queue/model.js";
 import { funcSpec, newIdentity } from "../../src/queue/client/colonies.js";
-import { SqliteQueueStore } from "../../src/queue/store/sqlite-queue-store.js";
+import type { QueueStore } from "../../src/queue/queue-store.js";
+import { openQueueStore } from "../../src/queue/store/sql-queue-store.js";
 
 /**
  * The assign's hand-over to a caller that leaves: the server against a real (in-memory
@@ -14,13 +15,13 @@ describe("an assigned process whose caller never got it", () => {
   const serverKey = newIdentity();
   const owner = newIdentity();
   const worker = newIdentity();
-  let store: SqliteQueueStore;
+  let store: QueueStore;
   let server: ColoniesServer;
   const call = (msgtype: string, callerId: string, message: Record<string, unknown>, signal?: AbortSignal) =>
     server.handle({ msgtype, callerId, message: { msgtype, ...message } }, signal ? { signal } : {});
 
   beforeEach(async () => {
-    store = new SqliteQueueStore(":memory:");
+    store = await openQueueStore(":memory:");
     server = new ColoniesServer({ store, serverId: serverKey.id });
     await call("addcolonymsg", serverKey.id, { colony: { colonyid: owner.id, name: "c" } });
     await call("addexecutormsg", owner.id, {

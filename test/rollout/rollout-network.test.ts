@@ -11,7 +11,8 @@ import type { Runtime } from "../../src/runtime/runtime.js";
 import { EnvironmentCatalog } from "../../src/rollout/environment-catalog.js";
 import { buildHttpApp } from "../../src/service/http-app.js";
 import { RolloutService } from "../../src/rollout/rollout-service.js";
-import { SqliteInstanceStore } from "../../src/rollout/store/sqlite-instance-store.js";
+import type { InstanceStore } from "../../src/rollout/instance-store.js";
+import { openInstanceStore } from "../../src/rollout/store/sql-instance-store.js";
 
 /**
  * A real process runtime that records each spec it is given and, like a runtime that
@@ -43,7 +44,7 @@ class RecordingRuntime implements Runtime {
  */
 describe("rollout service: network policy plumbing", () => {
   let runtime: RecordingRuntime;
-  let store: SqliteInstanceStore;
+  let store: InstanceStore;
   let service: RolloutService;
   let app: FastifyInstance;
 
@@ -67,9 +68,9 @@ describe("rollout service: network policy plumbing", () => {
     app = buildHttpApp(service);
   }
 
-  beforeEach(() => {
+  beforeEach(async () => {
     runtime = new RecordingRuntime();
-    store = new SqliteInstanceStore(":memory:");
+    store = await openInstanceStore(":memory:");
   });
 
   afterEach(async () => {

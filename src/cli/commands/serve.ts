@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { stateDir } from "../../config.js";
+import { isPostgresUrl } from "../../store/database-location.js";
 import { openService } from "../../service/open-service.js";
 import { UsageError } from "../exit-codes.js";
 import type { OutputFactory } from "../output.js";
@@ -194,6 +195,6 @@ export function serveCommand(output: OutputFactory): Command {
  */
 function defaultServiceId(port: string, db: string | undefined): string {
   if (port !== "0") return `${hostname()}:${port}`;
-  const location = db && /^postgres(ql)?:\/\//.test(db) ? db : resolve(db ?? join(stateDir(), "service.db"));
+  const location = db && isPostgresUrl(db) ? db : resolve(db ?? join(stateDir(), "service.db"));
   return `${hostname()}:db-${createHash("sha256").update(location).digest("hex").slice(0, 12)}`;
 }

@@ -1,11 +1,10 @@
 import { Colonies, funcSpec, newIdentity } from "../../../src/index.js";
 import { killAndWait } from "../../helpers/client-process.js";
 import { serve } from "../../helpers/service.js";
-import pg from "pg";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../src/queue/model.js";
-import { PostgresQueueStore } from "../../../src/queue/store/postgres-queue-store.js";
-import { hasPostgres, postgresUrl } from "../../helpers/postgres.js";
+import { openQueueStore } from "../../../src/queue/store/sql-queue-store.js";
+import { hasPostgres, isolatedSchema, sql } from "../../helpers/postgres.js";
 import { colony, proc, queueStoreConformance } from "./queue-store-conformance.js";
 
 const TABLES = [
@@ -18,36 +17,32 @@ const TABLES = [
   "affinetes_q_channels",
 ];
 
-async function sql(statement: string): Promise<pg.QueryResult> {
-  const client = new pg.Client({ connectionString: postgresUrl });
-  await client.connect();
-  try {
-    return await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
 describe.skipIf(!hasPostgres)("postgres", () => {
+  let db = { url: "", drop: async () => {} };
+  beforeAll(async () => {
+    db = await isolatedSchema("queue_store");
+  });
+  afterAll(() => db.drop());
+
   queueStoreConformance({
     name: "postgres",
     open: async () => {
-      const store = await PostgresQueueStore.connect(postgresUrl);
-      await sql(`TRUNCATE ${TABLES.join(", ")}`); // every test starts empty
+      const store = await openQueueStore(db.url);
+      await sql(db.url, `TRUNCATE ${TABLES.join(", ")}`); // every test starts empty
       return store;
     },
-    reopen: () => PostgresQueueStore.connect(postgresUrl),
+    reopen: () => openQueueStore(db.url),
   });
 
   describe("postgres queue store across replicas", () => {
     it("replicas connecting together to an empty database create the schema once", async () => {
-      await sql(`DROP TABLE IF EXISTS ${TABLES.join(", ")}`);
-      const replicas = await Promise.all(
-        Array.from({ length: 4 }, () => PostgresQueueStore.connect(postgresUrl)),
-      );
+      const empty = await isolatedSchema("queue_store_empty");
+      const replicas = await Promise.all(Array.from({ length: 4 }, () => openQueueStore(empty.url)));
       try {
         const { rows } = await sql(
-          "SELECT tablename FROM pg_tables WHERE tablename LIKE 'affinetes\\_q\\_%' ORDER BY tablename",
+          empty.url,
+          `SELECT tablename FROM pg_tables WHERE tablename LIKE 'affinetes\\_q\\_%'
+           AND schemaname = current_schema() ORDER BY tablename`,
         );
         expect(rows.map((r: { tablename: string }) => r.tablename)).toEqual([...TABLES].sort());
         const dev = colony("dev");
@@ -61,6 +56,7 @@ describe.skipIf(!hasPostgres)("postgres", () => {
         expect(await replicas[2]!.getProcess(newId())).toBeUndefined();
       } finally {
         await Promise.all(replicas.map((r) => r.close()));
+        await empty.drop();
       }
     });
   });
@@ -69,7 +65,7 @@ describe.skipIf(!hasPostgres)("postgres", () => {
     it("two service replicas on one database share the queue: each process is assigned once", async () => {
       const server = newIdentity();
       const owner = newIdentity();
-      const args = ["--db", postgresUrl, "--colonies-server-id", server.id];
+      const args = ["--db", db.url, "--colonies-server-id", server.id];
       const replicas = await Promise.all([
         serve(...args, "--service-id", "q-a"),
         serve(...args, "--service-id", "q-b"),

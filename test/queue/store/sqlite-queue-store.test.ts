@@ -1,7 +1,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SqliteQueueStore } from "../../../src/queue/store/sqlite-queue-store.js";
+import { openQueueStore } from "../../../src/queue/store/sql-queue-store.js";
 import { queueStoreConformance } from "./queue-store-conformance.js";
 
 let file = "";
@@ -10,7 +10,7 @@ queueStoreConformance({
   name: "sqlite",
   open: async () => {
     file = join(mkdtempSync(join(tmpdir(), "affinetes-queue-store-")), "queue.db");
-    return new SqliteQueueStore(file);
+    return openQueueStore(file);
   },
-  reopen: async () => new SqliteQueueStore(file),
+  reopen: () => openQueueStore(file),
 });
