@@ -358,7 +358,11 @@ export class ColoniesServer {
   /** Wakes the executors a WAITING process may go to: one, or all when it names executors (the first woken might not be named). */
   private wakeFor(process: Process): void {
     const { colonyname, executortype, executornames } = process.spec.conditions;
-    this.options.store.notifyWork(colonyname, executortype, executornames.length ? Number.POSITIVE_INFINITY : 1);
+    this.options.store.notifyWork(
+      colonyname,
+      executortype,
+      executornames.length ? Number.POSITIVE_INFINITY : 1,
+    );
   }
 
   /**

@@ -1,5 +1,5 @@
 /** How often a process looks whether another one changed the shared SQLite file. */
-export const SQLITE_CHANGE_POLL_MS = 500;
+export const SQLITE_CHANGE_POLL_MS = 250;
 
 /**
  * Notices commits made by other processes sharing a SQLite file: SQLite's

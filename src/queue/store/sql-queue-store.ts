@@ -136,7 +136,9 @@ export class SqlQueueStore implements QueueStore {
   }
 
   getExecutorById(executorid: string): Promise<Executor | undefined> {
-    return one<Executor>(this.db, "SELECT doc FROM affinetes_q_executors WHERE executorid = $1", [executorid]);
+    return one<Executor>(this.db, "SELECT doc FROM affinetes_q_executors WHERE executorid = $1", [
+      executorid,
+    ]);
   }
 
   listExecutors(colonyname: string): Promise<Executor[]> {
@@ -166,12 +168,16 @@ export class SqlQueueStore implements QueueStore {
     // one statement is atomic by itself: a single submit needs no BEGIN/COMMIT round trips
     if (processes.length === 1 && !graph) {
       const process = processes[0] as Process;
-      await this.db.run(INSERT_PROCESS, rowOf(process)).catch(this.rethrowConflict("process", process.processid));
+      await this.db
+        .run(INSERT_PROCESS, rowOf(process))
+        .catch(this.rethrowConflict("process", process.processid));
       return;
     }
     await this.db.transaction(async (tx) => {
       for (const process of processes)
-        await tx.run(INSERT_PROCESS, rowOf(process)).catch(this.rethrowConflict("process", process.processid));
+        await tx
+          .run(INSERT_PROCESS, rowOf(process))
+          .catch(this.rethrowConflict("process", process.processid));
       if (!graph) return;
       await tx
         .run(
@@ -222,7 +228,13 @@ export class SqlQueueStore implements QueueStore {
       `SELECT doc FROM affinetes_q_processes WHERE colonyname = $1 AND state = $2
          AND (CAST($3 AS TEXT) = '' OR executortype = $3) AND (CAST($4 AS TEXT) = '' OR label = $4)
        ORDER BY ${order} LIMIT $5`,
-      [filter.colonyname, filter.state, filter.executortype ?? "", filter.label ?? "", this.limit(filter.count)],
+      [
+        filter.colonyname,
+        filter.state,
+        filter.executortype ?? "",
+        filter.label ?? "",
+        this.limit(filter.count),
+      ],
     );
   }
 
@@ -235,7 +247,8 @@ export class SqlQueueStore implements QueueStore {
 
   removeProcess(processid: string): Promise<boolean> {
     return this.db.transaction(async (tx) => {
-      for (const table of PROCESS_TABLES) await tx.run(`DELETE FROM ${table} WHERE processid = $1`, [processid]);
+      for (const table of PROCESS_TABLES)
+        await tx.run(`DELETE FROM ${table} WHERE processid = $1`, [processid]);
       return (await tx.run("DELETE FROM affinetes_q_processes WHERE processid = $1", [processid])) > 0;
     });
   }
@@ -252,7 +265,9 @@ export class SqlQueueStore implements QueueStore {
     });
   }
 
-  removeGraphs(filter: { processgraphid: string } | { colonyname: string; state?: ProcessState }): Promise<number> {
+  removeGraphs(
+    filter: { processgraphid: string } | { colonyname: string; state?: ProcessState },
+  ): Promise<number> {
     const [where, params] =
       "processgraphid" in filter
         ? ["processgraphid = $1", [filter.processgraphid]]
@@ -271,7 +286,12 @@ export class SqlQueueStore implements QueueStore {
     });
   }
 
-  async appendChannel(processid: string, colonyname: string, name: string, entry: ChannelEntry): Promise<void> {
+  async appendChannel(
+    processid: string,
+    colonyname: string,
+    name: string,
+    entry: ChannelEntry,
+  ): Promise<void> {
     await this.db.run(
       `INSERT INTO affinetes_q_channels (processid, colonyname, name, senderid, sequence, doc)
        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (processid, name, senderid, sequence) DO NOTHING`,
@@ -392,10 +412,11 @@ export class SqlQueueStore implements QueueStore {
   }
 
   listObjects<T>(kind: ObjectKind, colonyname: string): Promise<T[]> {
-    return all<T>(this.db, "SELECT doc FROM affinetes_q_objects WHERE kind = $1 AND colonyname = $2 ORDER BY seq", [
-      kind,
-      colonyname,
-    ]);
+    return all<T>(
+      this.db,
+      "SELECT doc FROM affinetes_q_objects WHERE kind = $1 AND colonyname = $2 ORDER BY seq",
+      [kind, colonyname],
+    );
   }
 
   async deleteObject(kind: ObjectKind, id: string): Promise<boolean> {
