@@ -1,16 +1,37 @@
+import { z } from "zod";
+import type { Database } from "../store/database.js";
 import { timerDelay } from "../util/deadline.js";
 
+/** The topic every service process sharing the database announces new work on. */
+const TOPIC = "queue_work";
+
+/** An announcement from another process: colony, executor type, how many to wake (-1: all). */
+const announcement = z.tuple([z.string(), z.string(), z.number().int().min(-1)]);
+
 /**
- * Executors of this process waiting in a long-poll assign, by colony and executor type.
- * A new process wakes one waiter, not all of them (no thundering herd). No wake-up is
- * lost: one that comes between an executor's look at the queue and its wait makes the
- * wait return at once (each key counts its wake-ups; a waiter says which count it saw).
+ * Executors waiting in a long-poll assign, by colony and executor type, in every service
+ * process sharing one database. New work wakes one waiter, not all of them (no thundering
+ * herd), of this process first; what it could not wake here is announced to the others
+ * (PostgreSQL: NOTIFY; SQLite: they notice the commit, see `SqliteChangeWatcher`, and let
+ * all their waiters look again). No wake-up is lost: one that comes between an
+ * executor's look at the queue and its wait makes the wait return at once (each key
+ * counts its wake-ups; a waiter says which count it saw).
  */
 export class AssignWaiters {
   private readonly queues = new Map<string, Array<(woken: boolean) => void>>();
   private readonly wakeups = new Map<string, number>();
   /** Wake-ups of every key at once (`wakeEveryone`), counted in each key's. */
   private everyone = 0;
+  private unsubscribe: (() => void) | undefined;
+
+  private constructor(private readonly db: Database) {}
+
+  /** Waiters of this process, listening to the other processes' announcements. */
+  static async start(db: Database): Promise<AssignWaiters> {
+    const waiters = new AssignWaiters(db);
+    waiters.unsubscribe = await db.subscribe(TOPIC, (message) => waiters.heard(message));
+    return waiters;
+  }
 
   /** How many wake-ups the colony and type have had: read it before looking at the queue. */
   seen(colonyname: string, executortype: string): number {
@@ -19,16 +40,15 @@ export class AssignWaiters {
 
   /**
    * Resolves true when woken (at once when a wake-up came since `seen`), false after
-   * `ms`, when cancelled, or when `signal` aborts. A waiter that leaves is taken out of
-   * the line at once, so a wake-up never goes to an executor that is gone.
+   * `timeoutMs`, when closed, or when `signal` aborts. A waiter that leaves is taken out
+   * of the line at once, so a wake-up never goes to an executor that is gone.
    */
   wait(
     colonyname: string,
     executortype: string,
-    ms: number,
-    seen: number,
-    signal?: AbortSignal,
+    options: { timeoutMs: number; seen: number; signal?: AbortSignal | undefined },
   ): Promise<boolean> {
+    const { seen, signal } = options;
     if (this.seen(colonyname, executortype) !== seen) return Promise.resolve(true);
     if (signal?.aborted) return Promise.resolve(false);
     const key = keyOf(colonyname, executortype);
@@ -47,14 +67,30 @@ export class AssignWaiters {
         resolve(woken);
       };
       const waiter = (woken: boolean) => finish(woken);
-      const timer = setTimeout(leave, timerDelay(ms));
+      const timer = setTimeout(leave, timerDelay(options.timeoutMs));
       signal?.addEventListener("abort", leave, { once: true });
       queue.push(waiter);
     });
   }
 
-  /** Wakes up to `count` waiters of the colony and type, the longest-waiting first; how many it woke. */
-  wake(colonyname: string, executortype: string, count: number): number {
+  /** Wakes up to `count` waiters (Infinity: all) of the colony and type: here first, the longest-waiting first, then elsewhere. */
+  notify(colonyname: string, executortype: string, count: number): void {
+    const woken = this.wake(colonyname, executortype, count);
+    if (woken >= count) return;
+    const left = Number.isFinite(count) ? count - woken : -1;
+    this.db.publish(TOPIC, JSON.stringify([colonyname, executortype, left]));
+  }
+
+  /** Ends every wait and stops listening (idempotent). */
+  close(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    for (const queue of this.queues.values()) for (const waiter of queue.splice(0)) waiter(false);
+    this.queues.clear();
+  }
+
+  /** Wakes up to `count` waiters of this process; how many it woke. */
+  private wake(colonyname: string, executortype: string, count: number): number {
     const key = keyOf(colonyname, executortype);
     this.wakeups.set(key, (this.wakeups.get(key) ?? 0) + 1);
     const queue = this.queues.get(key);
@@ -63,20 +99,27 @@ export class AssignWaiters {
     return woken;
   }
 
-  /** Wakes every waiter of every key: work may have come that no wake-up named. */
-  wakeEveryone(): void {
-    this.everyone++;
-    for (const queue of this.queues.values()) for (const waiter of queue.splice(0)) waiter(true);
-    this.queues.clear();
+  private heard(message: string | undefined): void {
+    const parsed = message === undefined ? undefined : announcement.safeParse(safeJson(message)).data;
+    if (parsed) this.wake(parsed[0], parsed[1], parsed[2] < 0 ? Number.POSITIVE_INFINITY : parsed[2]);
+    else this.wakeEveryone(); // work may have come that no announcement named: every waiter looks again
   }
 
-  /** Ends every wait (the server stops). */
-  cancelAll(): void {
-    for (const queue of this.queues.values()) for (const waiter of queue.splice(0)) waiter(false);
+  private wakeEveryone(): void {
+    this.everyone++;
+    for (const queue of this.queues.values()) for (const waiter of queue.splice(0)) waiter(true);
     this.queues.clear();
   }
 }
 
 function keyOf(colonyname: string, executortype: string): string {
   return `${colonyname}\u0000${executortype}`;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }

@@ -4,14 +4,13 @@ import type { Database } from "../../store/database.js";
 import { migrate } from "../../store/migrate.js";
 import { openOwning } from "../../store/open-database.js";
 import { SqlParams } from "../../store/sql-params.js";
+import { SqlStore } from "../../store/sql-store.js";
 import type {
   ContainerFilter,
   ContainerRecord,
-  ContainerStatus,
   ControlStore,
   DiskAccess,
   DiskRecord,
-  VolumeMount,
 } from "../control-store.js";
 import { CONTROL_TABLES } from "./control-migrations.js";
 
@@ -40,7 +39,7 @@ interface ContainerRow {
   mem_size_mib: number | null;
   ports: string;
   network: string;
-  status: ContainerStatus;
+  status: ContainerRecord["status"];
   exit_code: number | null;
   error: string | null;
   runtime_id: string | null;
@@ -71,12 +70,7 @@ const INSERT_CONTAINER = `INSERT INTO affinetes_containers (id, owner, disk_id, 
  * take another's name, nor be handed another's disk by naming it), so processes sharing
  * the database need no lock between them.
  */
-export class SqlControlStore implements ControlStore {
-  private constructor(
-    private readonly db: Database,
-    private readonly ownsDatabase: boolean,
-  ) {}
-
+export class SqlControlStore extends SqlStore implements ControlStore {
   /** The store on the service's database, its tables migrated first; closing it leaves the database open. */
   static async open(db: Database, options: { ownsDatabase?: boolean } = {}): Promise<SqlControlStore> {
     await migrate(db, CONTROL_TABLES);
@@ -228,10 +222,6 @@ export class SqlControlStore implements ControlStore {
     );
     return rows.map(containerFromRow);
   }
-
-  async close(): Promise<void> {
-    if (this.ownsDatabase) await this.db.close();
-  }
 }
 
 /** The control plane's store on a database of its own at `location` (a SQLite file or a `postgres://` URL). */
@@ -257,7 +247,7 @@ function containerFromRow(row: ContainerRow): ContainerRecord {
     owner: row.owner,
     diskId: row.disk_id ?? undefined,
     diskPath: row.disk_path,
-    volumes: JSON.parse(row.volumes) as VolumeMount[],
+    volumes: JSON.parse(row.volumes) as ContainerRecord["volumes"],
     image: row.image,
     command: row.command ?? undefined,
     initScript: row.init_script ?? undefined,

@@ -2,47 +2,17 @@ import { ConflictError } from "../../errors.js";
 import type { Database, Queryable } from "../../store/database.js";
 import { migrate } from "../../store/migrate.js";
 import { openOwning } from "../../store/open-database.js";
-import type {
-  ChannelEntry,
-  Colony,
-  Executor,
-  LogEntry,
-  Process,
-  ProcessGraph,
-  ProcessState,
-  User,
-} from "../model.js";
+import { SqlStore } from "../../store/sql-store.js";
+import { AssignWaiters } from "../assign-waiters.js";
+import type { ChannelEntry, Colony, Executor, LogEntry, Process, ProcessGraph } from "../model.js";
 import { RUNNING, WAITING, timeMs } from "../model.js";
+import { INSERT_PROCESS, UPDATE_PROCESS, rowOf, writeProcesses } from "./process-rows.js";
 import type { AssignRequest, ObjectKind, QueueStore } from "../queue-store.js";
 import { stillAssigned } from "../queue-store.js";
 import { QUEUE_TABLES } from "./queue-migrations.js";
-import { WorkSignal } from "./work-signal.js";
 
-const PROCESS_COLUMNS = [
-  "processid",
-  "colonyname",
-  "state",
-  "executortype",
-  "executornames",
-  "label",
-  "isassigned",
-  "waitforparents",
-  "prioritytime",
-  "starttime",
-  "endtime",
-  "waitdeadline",
-  "execdeadline",
-  "graphid",
-  "doc",
-] as const;
-
-const INSERT_PROCESS = `INSERT INTO affinetes_q_processes (${PROCESS_COLUMNS.join(", ")})
-  VALUES (${PROCESS_COLUMNS.map((_, i) => `$${i + 1}`).join(", ")})`;
-
-// $1 is the process id; the other columns follow in PROCESS_COLUMNS order.
-const UPDATE_PROCESS = `UPDATE affinetes_q_processes SET ${PROCESS_COLUMNS.slice(1)
-  .map((column, i) => `${column} = $${i + 2}`)
-  .join(", ")} WHERE processid = $1`;
+/** A process state, as the queue selects on it. */
+type ProcessState = Process["state"];
 
 /** Tables holding a colony's rows (`colonyname`), besides the colony itself. */
 const COLONY_TABLES = [
@@ -61,17 +31,19 @@ const PROCESS_TABLES = ["affinetes_q_logs", "affinetes_q_channels"];
  * the picked row (`FOR UPDATE SKIP LOCKED`), so replicas never hand out the same process
  * and neither waits on the other's pick.
  */
-export class SqlQueueStore implements QueueStore {
+export class SqlQueueStore extends SqlStore implements QueueStore {
   private constructor(
-    private readonly db: Database,
-    private readonly work: WorkSignal,
-    private readonly ownsDatabase: boolean,
-  ) {}
+    db: Database,
+    private readonly waiters: AssignWaiters,
+    ownsDatabase: boolean,
+  ) {
+    super(db, ownsDatabase);
+  }
 
   /** The store on the service's database, its tables migrated first; closing it leaves the database open. */
   static async open(db: Database, options: { ownsDatabase?: boolean } = {}): Promise<SqlQueueStore> {
     await migrate(db, QUEUE_TABLES);
-    return new SqlQueueStore(db, await WorkSignal.start(db), options.ownsDatabase ?? false);
+    return new SqlQueueStore(db, await AssignWaiters.start(db), options.ownsDatabase ?? false);
   }
 
   async addColony(colony: Colony): Promise<void> {
@@ -100,10 +72,7 @@ export class SqlQueueStore implements QueueStore {
     });
   }
 
-  async membership(
-    colonyname: string,
-    id: string,
-  ): Promise<{ colony: Colony | undefined; user: User | undefined; executor: Executor | undefined }> {
+  async membership(colonyname: string, id: string): ReturnType<QueueStore["membership"]> {
     // one round trip: every signed call asks this
     const [row] = await this.db.query<{ colony: string | null; usr: string | null; executor: string | null }>(
       `SELECT (SELECT doc FROM affinetes_q_colonies WHERE name = $1) AS colony,
@@ -113,7 +82,7 @@ export class SqlQueueStore implements QueueStore {
     );
     return {
       colony: parsed<Colony>(row?.colony),
-      user: parsed<User>(row?.usr),
+      user: parsed(row?.usr),
       executor: parsed<Executor>(row?.executor),
     };
   }
@@ -210,13 +179,7 @@ export class SqlQueueStore implements QueueStore {
     return processids.flatMap((id) => byId.get(id) ?? []);
   }
 
-  listProcesses(filter: {
-    colonyname: string;
-    state: ProcessState;
-    count: number;
-    executortype?: string;
-    label?: string;
-  }): Promise<Process[]> {
+  listProcesses(filter: Parameters<QueueStore["listProcesses"]>[0]): Promise<Process[]> {
     const order =
       filter.state === WAITING
         ? "prioritytime, seq"
@@ -424,11 +387,8 @@ export class SqlQueueStore implements QueueStore {
   }
 
   async addLog(entry: LogEntry): Promise<void> {
-    await this.db.run("INSERT INTO affinetes_q_logs (processid, ts, doc) VALUES ($1, $2, $3)", [
-      entry.processid,
-      entry.timestamp,
-      JSON.stringify(entry),
-    ]);
+    const values = [entry.processid, entry.timestamp, JSON.stringify(entry)];
+    await this.db.run("INSERT INTO affinetes_q_logs (processid, ts, doc) VALUES ($1, $2, $3)", values);
   }
 
   getLogs(filter: { processid: string; count: number; since: number }): Promise<LogEntry[]> {
@@ -440,25 +400,21 @@ export class SqlQueueStore implements QueueStore {
   }
 
   workSeen(colonyname: string, executortype: string): number {
-    return this.work.seen(colonyname, executortype);
+    return this.waiters.seen(colonyname, executortype);
   }
 
-  waitForWork(
-    colonyname: string,
-    executortype: string,
-    options: { timeoutMs: number; seen: number; signal?: AbortSignal | undefined },
-  ): Promise<boolean> {
-    return this.work.wait(colonyname, executortype, options);
+  waitForWork(...args: Parameters<QueueStore["waitForWork"]>): Promise<boolean> {
+    return this.waiters.wait(...args);
   }
 
   notifyWork(colonyname: string, executortype: string, count: number): void {
-    this.work.notify(colonyname, executortype, count);
+    this.waiters.notify(colonyname, executortype, count);
   }
 
-  /** Idempotent. */
-  async close(): Promise<void> {
-    this.work.close();
-    if (this.ownsDatabase) await this.db.close();
+  /** Ends every wait; idempotent. */
+  override async close(): Promise<void> {
+    this.waiters.close();
+    await super.close();
   }
 
   /** A count as LIMIT takes it: a negative one is no limit. */
@@ -492,11 +448,6 @@ function parsed<T>(doc: string | null | undefined): T | undefined {
   return doc == null ? undefined : (JSON.parse(doc) as T);
 }
 
-/** Writes processes back, inside the caller's transaction. */
-async function writeProcesses(tx: Queryable, processes: readonly Process[]): Promise<void> {
-  for (const process of processes) await tx.run(UPDATE_PROCESS, rowOf(process));
-}
-
 /** Logs and channel entries of processes no longer stored (inside the caller's transaction). */
 async function removeOrphans(tx: Queryable): Promise<void> {
   for (const table of PROCESS_TABLES)
@@ -504,25 +455,4 @@ async function removeOrphans(tx: Queryable): Promise<void> {
       `DELETE FROM ${table}
        WHERE NOT EXISTS (SELECT 1 FROM affinetes_q_processes p WHERE p.processid = ${table}.processid)`,
     );
-}
-
-/** The row of a process, in PROCESS_COLUMNS order. */
-function rowOf(process: Process): unknown[] {
-  return [
-    process.processid,
-    process.spec.conditions.colonyname,
-    process.state,
-    process.spec.conditions.executortype,
-    JSON.stringify(process.spec.conditions.executornames),
-    process.spec.label,
-    process.isassigned,
-    process.waitforparents,
-    process.prioritytime,
-    timeMs(process.starttime) ?? null,
-    timeMs(process.endtime) ?? null,
-    timeMs(process.waitdeadline) ?? null,
-    timeMs(process.execdeadline) ?? null,
-    process.processgraphid,
-    JSON.stringify(process),
-  ];
 }

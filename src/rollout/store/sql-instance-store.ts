@@ -2,6 +2,7 @@ import { ConflictError } from "../../errors.js";
 import type { Database, Queryable } from "../../store/database.js";
 import { migrate } from "../../store/migrate.js";
 import { openOwning } from "../../store/open-database.js";
+import { SqlStore } from "../../store/sql-store.js";
 import type { InstanceFilter, InstanceRecord, InstanceStore, ResourceLimits } from "../instance-store.js";
 import { INSTANCES_KEY, checkAdmission } from "../instance-store.js";
 import { INSTANCE_TABLES } from "./instance-migrations.js";
@@ -34,12 +35,7 @@ const INSERT = `INSERT INTO affinetes_instances (run_id, owner, principal, conta
  * and records the instance in one transaction that excludes every other admission, also
  * from other service processes sharing the database.
  */
-export class SqlInstanceStore implements InstanceStore {
-  private constructor(
-    private readonly db: Database,
-    private readonly ownsDatabase: boolean,
-  ) {}
-
+export class SqlInstanceStore extends SqlStore implements InstanceStore {
   /** The store on the service's database, its tables migrated first; closing it leaves the database open. */
   static async open(db: Database, options: { ownsDatabase?: boolean } = {}): Promise<SqlInstanceStore> {
     await migrate(db, INSTANCE_TABLES);
@@ -116,10 +112,6 @@ export class SqlInstanceStore implements InstanceStore {
 
   allocated(keys: readonly string[]): Promise<Record<string, number>> {
     return allocated(this.db, keys);
-  }
-
-  async close(): Promise<void> {
-    if (this.ownsDatabase) await this.db.close();
   }
 }
 
