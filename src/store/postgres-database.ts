@@ -106,13 +106,17 @@ export class PostgresDatabase implements Database {
   async subscribe(topic: string, handler: TopicHandler): Promise<() => void> {
     const set = this.handlers.get(topic) ?? new Set();
     this.handlers.set(topic, set.add(handler));
-    await this.listener.listen(this.channel(topic));
-    return () => {
+    const unsubscribe = () => {
       set.delete(handler);
       if (set.size > 0) return;
       this.handlers.delete(topic);
       this.listener.unlisten(this.channel(topic));
     };
+    await this.listener.listen(this.channel(topic)).catch((err: unknown) => {
+      unsubscribe();
+      throw err;
+    });
+    return unsubscribe;
   }
 
   /** Idempotent. */

@@ -11,7 +11,8 @@ const RECONNECT_MS = { first: 100, max: 5_000 };
 export class PostgresListener {
   private client: pg.Client | undefined;
   private connecting: Promise<pg.Client> | undefined;
-  private readonly channels = new Set<string>();
+  /** Each channel listened to, settled once its LISTEN is in place. */
+  private readonly channels = new Map<string, Promise<void>>();
   private retryMs = RECONNECT_MS.first;
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -23,11 +24,16 @@ export class PostgresListener {
   ) {}
 
   /** Resolves once notifications on `channel` arrive. */
-  async listen(channel: string): Promise<void> {
-    if (this.channels.has(channel)) return;
-    this.channels.add(channel);
-    const client = await this.connected();
-    await client.query(`LISTEN ${quoted(channel)}`);
+  listen(channel: string): Promise<void> {
+    let listening = this.channels.get(channel);
+    if (!listening) {
+      listening = this.connected().then(
+        async (client) => void (await client.query(`LISTEN ${quoted(channel)}`)),
+      );
+      this.channels.set(channel, listening);
+      listening.catch(() => this.channels.delete(channel));
+    }
+    return listening;
   }
 
   unlisten(channel: string): void {
@@ -54,11 +60,13 @@ export class PostgresListener {
     client.on("notification", (n) => this.onNotification(n.channel, n.payload ?? ""));
     client.on("error", () => this.dropped(client));
     client.on("end", () => this.dropped(client));
-    await client.connect();
-    for (const channel of this.channels) await client.query(`LISTEN ${quoted(channel)}`);
-    if (this.closed) {
-      await client.end();
-      throw new Error("the database is closed");
+    try {
+      await client.connect();
+      for (const channel of this.channels.keys()) await client.query(`LISTEN ${quoted(channel)}`);
+      if (this.closed) throw new Error("the database is closed");
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
     }
     this.client = client;
     this.retryMs = RECONNECT_MS.first;

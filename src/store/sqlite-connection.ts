@@ -36,8 +36,8 @@ export class SqliteConnection implements Queryable {
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
     this.db = new BetterSqlite(file);
     try {
-      this.db.pragma("journal_mode = WAL");
       this.db.pragma("busy_timeout = 10000"); // other processes' writes wait, they do not fail
+      this.db.pragma("journal_mode = WAL");
       // WAL with NORMAL: a commit survives the service being killed (not a power cut), without an fsync each
       this.db.pragma("synchronous = NORMAL");
     } catch (err) {
