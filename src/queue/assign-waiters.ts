@@ -5,8 +5,17 @@ import { timerDelay } from "../util/deadline.js";
 /** The topic every service process sharing the database announces new work on. */
 const TOPIC = "queue_work";
 
-/** An announcement from another process: colony, executor type, how many to wake (-1: all). */
-const announcement = z.tuple([z.string(), z.string(), z.number().int().min(-1)]);
+/**
+ * How long new work waits to be announced to the other processes, with whatever else
+ * comes meanwhile: one NOTIFY (a transaction of its own) per batch, not per submit.
+ */
+export const ANNOUNCE_BATCH_MS = 10;
+
+/** Characters of one announcement at most (PostgreSQL takes payloads below 8000 bytes). */
+const MAX_ANNOUNCEMENT_CHARS = 1_900;
+
+/** An announcement from another process: per colony and executor type, how many to wake (-1: all). */
+const announcement = z.array(z.tuple([z.string(), z.string(), z.number().int().min(-1)]));
 
 /**
  * Executors waiting in a long-poll assign, by colony and executor type, in every service
@@ -23,6 +32,9 @@ export class AssignWaiters {
   /** Wake-ups of every key at once (`wakeEveryone`), counted in each key's. */
   private everyone = 0;
   private unsubscribe: (() => void) | undefined;
+  /** Work not yet announced to the other processes: how many to wake, by key. */
+  private readonly unannounced = new Map<string, [string, string, number]>();
+  private announceTimer: NodeJS.Timeout | undefined;
 
   private constructor(private readonly db: Database) {}
 
@@ -73,16 +85,23 @@ export class AssignWaiters {
     });
   }
 
-  /** Wakes up to `count` waiters (Infinity: all) of the colony and type: here first, the longest-waiting first, then elsewhere. */
+  /**
+   * Wakes up to `count` waiters (Infinity: all) of the colony and type: here first, the
+   * longest-waiting first; the rest are announced to the other processes.
+   */
   notify(colonyname: string, executortype: string, count: number): void {
     const woken = this.wake(colonyname, executortype, count);
     if (woken >= count) return;
-    const left = Number.isFinite(count) ? count - woken : -1;
-    this.db.publish(TOPIC, JSON.stringify([colonyname, executortype, left]));
+    const key = keyOf(colonyname, executortype);
+    const before = this.unannounced.get(key)?.[2] ?? 0;
+    const left = Number.isFinite(count) && before >= 0 ? before + count - woken : -1;
+    this.unannounced.set(key, [colonyname, executortype, left]);
+    this.announceTimer ??= setTimeout(() => this.announce(), ANNOUNCE_BATCH_MS);
   }
 
-  /** Ends every wait and stops listening (idempotent). */
+  /** Ends every wait and stops listening (idempotent); what was not yet announced is announced. */
   close(): void {
+    this.announce();
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     for (const queue of this.queues.values()) for (const waiter of queue.splice(0)) waiter(false);
@@ -99,10 +118,31 @@ export class AssignWaiters {
     return woken;
   }
 
+  /** Tells the other processes the work not yet announced, in messages PostgreSQL takes. */
+  private announce(): void {
+    clearTimeout(this.announceTimer);
+    this.announceTimer = undefined;
+    let batch: Array<[string, string, number]> = [];
+    let chars = 0;
+    for (const entry of this.unannounced.values()) {
+      const size = JSON.stringify(entry).length + 1;
+      if (batch.length && chars + size > MAX_ANNOUNCEMENT_CHARS) {
+        this.db.publish(TOPIC, JSON.stringify(batch));
+        [batch, chars] = [[], 0];
+      }
+      batch.push(entry);
+      chars += size;
+    }
+    if (batch.length) this.db.publish(TOPIC, JSON.stringify(batch));
+    this.unannounced.clear();
+  }
+
   private heard(message: string | undefined): void {
     const parsed = message === undefined ? undefined : announcement.safeParse(safeJson(message)).data;
-    if (parsed) this.wake(parsed[0], parsed[1], parsed[2] < 0 ? Number.POSITIVE_INFINITY : parsed[2]);
-    else this.wakeEveryone(); // work may have come that no announcement named: every waiter looks again
+    // work may have come that no announcement names: every waiter looks again
+    if (!parsed) return this.wakeEveryone();
+    for (const [colonyname, executortype, count] of parsed)
+      this.wake(colonyname, executortype, count < 0 ? Number.POSITIVE_INFINITY : count);
   }
 
   private wakeEveryone(): void {

@@ -98,8 +98,12 @@ export class PostgresDatabase implements Database {
   }
 
   publish(topic: string, message: string): void {
+    // a NOTIFY needs a transaction of its own, whose commit need not wait for a WAL flush (nothing to keep)
     this.pool
-      .query("SELECT pg_notify($1, $2)", [this.channel(topic), `${this.origin} ${message}`])
+      .query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)", [
+        this.channel(topic),
+        `${this.origin} ${message}`,
+      ])
       .catch(() => undefined); // best effort: subscribers also wait with a timeout
   }
 
