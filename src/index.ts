@@ -38,8 +38,11 @@ export { InstancePool } from "./pool/instance-pool.js";
 export type { PoolCallOptions, PoolStats } from "./pool/instance-pool.js";
 export type { InstanceStats } from "./pool/pool-member.js";
 export { createLoadBalancer } from "./pool/load-balancer.js";
-export { SshHost } from "./host/ssh-host.js";
-export type { SshHostOptions } from "./host/ssh-host.js";
+// `SshHost` and `SshHostOptions`: the names `Host` and `HostOptions` had here before deploy's host became the one.
+export { Host, Host as SshHost } from "./host/host.js";
+export type { HostOptions, HostOptions as SshHostOptions } from "./host/ssh-connection.js";
+export type { HostExecOptions, HostProcess, SpawnOptions } from "./host/command.js";
+export type { RemoteStat } from "./host/host-files.js";
 export { parseHostAddress } from "./host/host-address.js";
 export type { HostAddress } from "./host/host-address.js";
 export type { BalancerCandidate, LoadBalanceStrategy, LoadBalancer } from "./pool/load-balancer.js";

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { NotFoundError } from "../errors.js";
 import { parseHostAddress } from "../host/host-address.js";
-import type { SshHostOptions } from "../host/ssh-host.js";
+import type { HostOptions as SshHostOptions } from "../host/ssh-connection.js";
 import type { LoadBalanceStrategy } from "../pool/load-balancer.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";

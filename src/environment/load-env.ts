@@ -15,7 +15,7 @@ import type { NetworkPolicy } from "../runtime/network-policy.js";
 import { networkPolicySchema } from "../runtime/network-policy.js";
 import type { HostAddress } from "../host/host-address.js";
 import { parseHostAddress } from "../host/host-address.js";
-import type { SshHostOptions } from "../host/ssh-host.js";
+import type { HostOptions as SshHostOptions } from "../host/ssh-connection.js";
 import type { OperationOptions } from "../util/deadline.js";
 import { parseMemorySize } from "../util/memory-size.js";
 import { parseOptions } from "../util/validate.js";

@@ -1,4 +1,4 @@
-import type { OperationOptions } from "../util/deadline.js";
+import type { ExecOptions, ExecResult } from "../host/command.js";
 import type { NetworkPolicy } from "./network-policy.js";
 
 /** How an environment serves calls: through the injected server, or its own HTTP app. */
@@ -77,24 +77,8 @@ export interface InstanceSpec {
   schedulerArgs?: readonly string[];
 }
 
-/** Options of `Instance.exec`. */
-export interface ExecOptions extends OperationOptions {
-  cwd?: string;
-  env?: Readonly<Record<string, string>>;
-  /** Cap of each of stdout and stderr (default 10 MiB); past it the head and tail are kept. */
-  maxOutputBytes?: number;
-}
-
-/** The outcome of a command run in an instance. */
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-  /** True when the command was stopped by its `timeoutMs`; the output is what it wrote until then. */
-  timedOut: boolean;
-  /** True when stdout or stderr passed `maxOutputBytes` and their middle was dropped. */
-  truncated: boolean;
-}
+/** `Instance.exec` takes what a host's commands take (see `Host.exec`). */
+export type { ExecOptions, ExecResult } from "../host/command.js";
 
 /** Lifecycle events an instance reports: it exited (crashed, was killed) or (re)started. */
 export type InstanceEvent = "exited" | "started";

@@ -1,7 +1,7 @@
 import { posix } from "node:path";
 import { ValidationError } from "../../errors.js";
 import { shellQuote } from "../../util/shell-quote.js";
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 import type { BootstrapBackend, BootstrapOptions, BootstrapReport } from "./bootstrap-backend.js";
 import { contextFingerprint } from "./context-fingerprint.js";
 import { STATE_DIR, fingerprint, statePath } from "./marker.js";

@@ -16,7 +16,6 @@ import type { ContainerReach } from "./container-reach.js";
 import { directReach, noReach, tunnelReach } from "./container-reach.js";
 import { KEEP_ALIVE_SCRIPT } from "../keep-alive.js";
 import { shipImage } from "./ship-image.js";
-import { sharedHosts } from "../../host/host-registry.js";
 import { DockerInstance, removeContainer } from "./docker-instance.js";
 import type { AddressMode } from "./container-endpoint.js";
 import { SERVER_PORT_KEY } from "./container-endpoint.js";
@@ -425,7 +424,7 @@ export class DockerRuntime implements Runtime {
       : sshHost
         ? tunnelReach(sshHost)
         : directReach(this.address);
-    const release = sshHost ? hostReleaser(sshHost) : () => {};
+    const release = this.engine.share();
     const plan = planOf(info.Config.Labels);
     const shell = this.shell;
     try {
@@ -468,17 +467,6 @@ function listedEndpoint(c: Docker.ContainerInfo, mode: AddressMode): string | un
   }
   const ip = Object.values(c.NetworkSettings?.Networks ?? {}).find((n) => n.IPAddress)?.IPAddress;
   return ip ? `http://${ip}:${SERVER_PORT}` : undefined;
-}
-
-/** One more share of an SSH host, released once. */
-function hostReleaser(host: NonNullable<DockerEngine["sshHost"]>): () => void {
-  sharedHosts.acquire(host.address);
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    sharedHosts.release(host);
-  };
 }
 
 /**

@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
-import { runShellCommand } from "../../util/run-command.js";
+import { runLocal } from "../../host/local-command.js";
 import { INSTANCE_TAG_VARIABLE, killTagged } from "../../util/tagged-processes.js";
 import { followFile } from "../../util/follow-file.js";
 import { tailLines } from "../../util/tail-lines.js";
@@ -92,21 +92,21 @@ export class ProcessInstance implements Instance {
     if (isolation) {
       const cwd = options.cwd !== undefined ? sandboxCwd(options.cwd, isolation.cwd, "cwd") : isolation.cwd;
       const vars = sandboxVariables(SANDBOX_WORKDIR, this.tag, this.envVars, options.env);
-      return runShellCommand(command, {
+      return runLocal(command, {
         ...run,
         // the launcher runs from "/" with nothing of the request; the shell starts in its folder inside
         cwd: "/",
         wrap: confinedLauncher(isolation, network, cwd, vars),
-        env: launcherEnv(this.tag),
+        processEnv: launcherEnv(this.tag),
       });
     }
     const cwd = options.cwd ?? this.record.envPath;
     if (cwd.includes("\0") || !isFolder(cwd)) throw new ValidationError("cwd", `${cwd} is not a folder`);
-    return runShellCommand(command, {
+    return runLocal(command, {
       ...run,
       cwd,
       ...(network ? { wrap: enterNetworkArgs(network) } : {}),
-      env: { ...process.env, ...this.envVars, ...options.env, [INSTANCE_TAG_VARIABLE]: this.tag },
+      processEnv: { ...process.env, ...this.envVars, ...options.env, [INSTANCE_TAG_VARIABLE]: this.tag },
     });
   }
 

@@ -3,10 +3,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
+import { runLocal } from "../../host/local-command.js";
 import { followFile } from "../../util/follow-file.js";
 import { KILL_WAIT_MS } from "../../util/command-end.js";
 import { timerDelay } from "../../util/deadline.js";
-import { runShellCommand } from "../../util/run-command.js";
 import { shellQuote } from "../../util/shell-quote.js";
 import {
   COMMAND_TAG_VARIABLE,
@@ -176,15 +176,15 @@ export class SlurmInstance implements Instance {
       // the variables apply to the command on the node, not to srun here
       wrap.push(systemTool("env") ?? "env", ...Object.entries(env).map(([key, value]) => `${key}=${value}`));
     }
-    const result = await runShellCommand(command, {
+    const result = await runLocal(command, {
       // srun exports the service's environment to the step, never the request's; the tag
       // marks what the command starts
-      env: { ...process.env, [INSTANCE_TAG_VARIABLE]: this.tag },
+      processEnv: { ...process.env, [INSTANCE_TAG_VARIABLE]: this.tag },
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       maxOutputBytes: options.maxOutputBytes,
       wrap,
-      kill: (tag) => this.killCommand(tag),
+      onKill: (tag) => this.killCommand(tag),
     });
     if (result.exitCode !== 0 && /^srun: error:/m.test(result.stderr)) {
       const state = await this.settledState();
