@@ -6,6 +6,7 @@ import { shellQuote } from "../util/shell-quote.js";
 import type { BackendName, BootstrapReport } from "./bootstrap/index.js";
 import { OWNER_LABEL } from "./bootstrap/docker-backend.js";
 import { bootstrapBackend, detectBackend } from "./bootstrap/index.js";
+import { withinDeadline } from "./bootstrap/remote-command.js";
 import type { Host } from "../host/host.js";
 import type { PushOptions, PushReport } from "./push.js";
 import { pushProject } from "./push.js";
@@ -53,7 +54,7 @@ export interface DeployOptions extends PushOptions {
  */
 export async function deployProject(host: Host, options: DeployOptions): Promise<Workspace> {
   const deadline = new Deadline("deploy", options);
-  return typed(deadline, () => deploySteps(host, options, deadline));
+  return withinDeadline(deadline, () => deploySteps(host, options, deadline));
 }
 
 async function deploySteps(host: Host, options: DeployOptions, deadline: Deadline): Promise<Workspace> {
@@ -124,7 +125,7 @@ export async function deployAndRun(
 ): Promise<ExecResult & { workspace: Workspace }> {
   if (!options.command?.trim()) throw new ValidationError("command", "is empty");
   const deadline = new Deadline("deploy and run", options);
-  return typed(deadline, async () => {
+  return withinDeadline(deadline, async () => {
     const workspace = await deploySteps(host, options, deadline);
     const result = await runInProject(host, workspace, options.command, {
       ...deadlineOptions(deadline),
@@ -134,19 +135,6 @@ export async function deployAndRun(
     });
     return { ...result, workspace };
   });
-}
-
-/**
- * Runs the steps of an operation under one deadline: whatever a step throws once the
- * deadline fired becomes the operation's `TimeoutError` or `AbortedError`.
- */
-async function typed<T>(deadline: Deadline, steps: () => Promise<T>): Promise<T> {
-  deadline.check();
-  try {
-    return await steps();
-  } catch (err) {
-    throw deadline.fired ? deadline.error(err) : err;
-  }
 }
 
 /**
@@ -160,17 +148,10 @@ function streamed(
   options: RunOptions,
   where: { cwd?: string; env?: Readonly<Record<string, string>>; backend?: BackendName } = {},
 ): Promise<ExecResult> {
+  const { check: _check, env: _env, ...run } = options;
   const { backend, ...place } = where;
-  return host.exec(line, {
-    ...place,
-    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.maxOutputBytes !== undefined ? { maxOutputBytes: options.maxOutputBytes } : {}),
-    ...(options.onOutput ? { onOutput: options.onOutput } : {}),
-    ...(backend === "docker"
-      ? { onKill: (tag: string) => host.exec(removeContainersOf(tag), { timeoutMs: CLEANUP_TIMEOUT_MS }) }
-      : {}),
-  });
+  const cleanup = (tag: string) => host.exec(removeContainersOf(tag), { timeoutMs: CLEANUP_TIMEOUT_MS });
+  return host.exec(line, { ...run, ...place, ...(backend === "docker" ? { onKill: cleanup } : {}) });
 }
 
 const CLEANUP_TIMEOUT_MS = 30_000;

@@ -20,8 +20,8 @@ export interface ExecResult {
   truncated: boolean;
 }
 
-/** What a host's commands take besides `ExecOptions`. */
-export interface CommandOptions {
+/** Options of `Host.spawn`: past the deadline (or on the abort) the command's whole tree is ended. */
+export interface SpawnOptions extends Omit<ExecOptions, "maxOutputBytes"> {
   /**
    * Also run when the deadline ends the command, with the command's tag (see
    * `COMMAND_TAG_VARIABLE`): ends what the command started that is not among its
@@ -32,17 +32,11 @@ export interface CommandOptions {
 }
 
 /** Options of `Host.exec`. */
-export interface HostExecOptions extends ExecOptions, CommandOptions {
+export interface HostExecOptions extends ExecOptions, SpawnOptions {
   /** What the command reads on stdin (default: nothing, an immediate end of file). */
   input?: string | Buffer;
   /** Receives output as it is written (the result still holds all of it, capped). */
   onOutput?: (chunk: string, stream: "stdout" | "stderr") => void;
-}
-
-/** Options of `Host.spawn`: past the deadline (or on the abort) the command's whole tree is ended. */
-export interface SpawnOptions extends OperationOptions, CommandOptions {
-  cwd?: string;
-  env?: Readonly<Record<string, string>>;
 }
 
 /** A command running on a host, its streams open. */

@@ -1,5 +1,5 @@
 import { readFile, stat, writeFile } from "node:fs/promises";
-import type { SFTPWrapper, Stats } from "ssh2";
+import type { SFTPWrapper } from "ssh2";
 
 /** A file's metadata on a host. */
 export interface RemoteStat {
@@ -19,51 +19,36 @@ export interface HostFiles {
   stat(path: string): Promise<RemoteStat | undefined>;
 }
 
+type Done<T> = (err: Error | null | undefined, value: T) => void;
+
 /** The files of a host reached over SSH, through one SFTP session. */
 export function sftpFiles(sftp: SFTPWrapper): HostFiles {
+  const call = <T>(start: (done: Done<T>) => void) =>
+    new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))));
   return {
-    readFile: (path) =>
-      new Promise((resolve, reject) =>
-        sftp.readFile(path, (err, data) => (err ? missing(err, resolve, reject) : resolve(data))),
-      ),
-    writeFile: (path, data, mode) =>
-      new Promise((resolve, reject) =>
-        sftp.writeFile(path, data, { mode }, (err) => (err ? reject(err) : resolve())),
-      ),
+    readFile: (path) => call<Buffer>((done) => sftp.readFile(path, done)).catch(orMissing),
+    writeFile: (path, data, mode) => call<void>((done) => sftp.writeFile(path, data, { mode }, done)),
     stat: (path) =>
-      new Promise((resolve, reject) =>
-        sftp.stat(path, (err, stats: Stats) =>
-          err
-            ? missing(err, resolve, reject)
-            : resolve({ size: stats.size, mtime: stats.mtime, isDirectory: stats.isDirectory() }),
-        ),
+      call<{ size: number; mtime: number; isDirectory(): boolean }>((done) => sftp.stat(path, done)).then(
+        (s) => ({ size: s.size, mtime: s.mtime, isDirectory: s.isDirectory() }),
+        orMissing,
       ),
   };
 }
 
 /** The files of this machine. */
 export const localFiles: HostFiles = {
-  readFile: (path) => readFile(path).catch((err: Error) => orMissing(err)),
+  readFile: (path) => readFile(path).catch(orMissing),
   writeFile: (path, data, mode) => writeFile(path, data, { mode }),
-  stat: async (path) => {
-    const info = await stat(path).catch((err: Error) => orMissing(err));
-    return (
-      info && { size: info.size, mtime: Math.floor(info.mtimeMs / 1000), isDirectory: info.isDirectory() }
-    );
-  },
+  stat: (path) =>
+    stat(path).then(
+      (s) => ({ size: s.size, mtime: Math.floor(s.mtimeMs / 1000), isDirectory: s.isDirectory() }),
+      orMissing,
+    ),
 };
 
-function isNoSuchFile(err: Error): boolean {
-  return (err as { code?: number | string }).code === 2 || (err as { code?: string }).code === "ENOENT";
-}
-
-/** A missing file answers undefined; any other failure stays one. */
-function missing(err: Error, resolve: (value: undefined) => void, reject: (err: Error) => void): void {
-  if (isNoSuchFile(err)) resolve(undefined);
-  else reject(err);
-}
-
-function orMissing(err: Error): undefined {
-  if (isNoSuchFile(err)) return undefined;
+/** A missing file is undefined; any other failure stays one. */
+function orMissing(err: { code?: number | string }): undefined {
+  if (err.code === 2 || err.code === "ENOENT") return undefined;
   throw err;
 }

@@ -1,5 +1,5 @@
 import type { Duplex } from "node:stream";
-import { AbortedError, HostConnectionError, UnsupportedError, ValidationError } from "../errors.js";
+import { HostConnectionError, UnsupportedError, ValidationError } from "../errors.js";
 import { shellQuote } from "../util/shell-quote.js";
 import type { ExecResult, HostExecOptions, HostProcess, SpawnOptions } from "./command.js";
 import type { HostAddress } from "./host-address.js";
@@ -7,10 +7,11 @@ import { parseHostAddress } from "./host-address.js";
 import type { HostFiles, RemoteStat } from "./host-files.js";
 import { localFiles, sftpFiles } from "./host-files.js";
 import { sharedConnections } from "./host-registry.js";
-import { runLocal, spawnLocal } from "./local-command.js";
+import { startLocal } from "./local-command.js";
 import { startSsh } from "./ssh-command.js";
 import type { HostOptions, SshConnection } from "./ssh-connection.js";
-import { collectCommand, processOf } from "./started-command.js";
+import type { StartedCommand } from "./started-command.js";
+import { checkAborted, collectCommand, processOf } from "./started-command.js";
 
 /**
  * Where commands run: this machine (`Host.local()`) or a machine over SSH
@@ -82,16 +83,14 @@ export class Host implements AsyncDisposable {
    * holding its output returns once that output has been quiet briefly.
    */
   async exec(command: string, options: HostExecOptions = {}): Promise<ExecResult> {
-    if (!this.ssh) return runLocal(command, options);
     checkAborted(options.signal);
-    return collectCommand(await startSsh(this.ssh, command, options), options);
+    return collectCommand(await this.start(command, options), options);
   }
 
   /** Starts a command and hands over its streams (for tar pipes and following output). */
   async spawn(command: string, options: SpawnOptions = {}): Promise<HostProcess> {
-    if (!this.ssh) return spawnLocal(command, options);
     checkAborted(options.signal);
-    return processOf(await startSsh(this.ssh, command, options), options);
+    return processOf(await this.start(command, options), options);
   }
 
   /** A channel running `command`, its stdin and stdout as one stream (e.g. `docker system dial-stdio`). SSH hosts. */
@@ -160,6 +159,11 @@ export class Host implements AsyncDisposable {
     this.close();
   }
 
+  /** The one place the host's kind decides how a command starts (and so how its tree ends). */
+  private async start(command: string, options: Pick<SpawnOptions, "cwd" | "env">): Promise<StartedCommand> {
+    return this.ssh ? startSsh(this.ssh, command, options) : startLocal(command, options);
+  }
+
   private remote(what: string): SshConnection {
     if (!this.ssh) throw new UnsupportedError(`cannot ${what} on this machine: it is not an SSH host`);
     return this.ssh;
@@ -168,8 +172,4 @@ export class Host implements AsyncDisposable {
   private async files(): Promise<HostFiles> {
     return this.ssh ? sftpFiles(await this.ssh.sftp()) : localFiles;
   }
-}
-
-function checkAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError("command", { cause: signal.reason });
 }

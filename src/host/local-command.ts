@@ -1,12 +1,11 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { constants } from "node:os";
-import { AbortedError } from "../errors.js";
 import { COMMAND_TAG_VARIABLE, killTagged, tagCommand } from "../util/tagged-processes.js";
-import type { ExecResult, HostExecOptions, HostProcess, SpawnOptions } from "./command.js";
+import type { ExecOptions, ExecResult, HostExecOptions } from "./command.js";
 import { checkEnvNames } from "./shell-line.js";
 import type { StartedCommand } from "./started-command.js";
-import { collectCommand, processOf } from "./started-command.js";
+import { checkAborted, collectCommand } from "./started-command.js";
 
 /** How a command is launched on this machine, besides what every host takes. */
 export interface LocalLaunch {
@@ -16,58 +15,33 @@ export interface LocalLaunch {
   processEnv?: NodeJS.ProcessEnv;
 }
 
-/** Options of a command run on this machine. */
-export type LocalExecOptions = HostExecOptions & LocalLaunch;
+/**
+ * The local host's exec (see `Host.exec`), with the launch options only this machine has:
+ * runs `sh -c command`, or a program and its arguments (no shell; a missing one rejects
+ * with its ENOENT).
+ */
+export async function runLocal(
+  command: string | readonly string[],
+  options: HostExecOptions & LocalLaunch = {},
+): Promise<ExecResult> {
+  checkAborted(options.signal);
+  return collectCommand(startLocal(command, options), options);
+}
 
 /**
- * Runs `sh -c command` on this machine, in its own process group, through the exec every
- * host shares (`collectCommand`): past its timeout, or on an abort, the command is ended
- * with everything it started (its group, and every process carrying its tag, also those
- * that left the group), and the call returns within a second. A command leaving a
- * background process on its output (`cmd &`) returns once that output is quiet; the
- * output is then closed, so such a process should write elsewhere (`cmd > log 2>&1 &`).
+ * Starts a command on this machine in a process group of its own, every process of it
+ * tagged (the launcher too, through its environment; the shell's own export holds past a
+ * launcher that clears it). Its tree ends with its group and every process carrying its
+ * tag, also those that left the group (`setsid`, daemons).
  */
-export function runLocal(command: string, options: LocalExecOptions = {}): Promise<ExecResult> {
-  return execLocal((tag) => shellArgv(command, tag, options), options);
-}
-
-/** Runs a program (no shell) on this machine, as `runLocal` runs a command; a missing program rejects with its ENOENT. */
-export function runLocalFile(
-  file: string,
-  args: readonly string[],
-  options: LocalExecOptions = {},
-): Promise<ExecResult> {
-  return execLocal(() => [file, ...args], options);
-}
-
-/** Starts `sh -c command` on this machine with its streams handed over (see `Host.spawn`). */
-export async function spawnLocal(
-  command: string,
-  options: SpawnOptions & LocalLaunch = {},
-): Promise<HostProcess> {
-  if (options.signal?.aborted) throw new AbortedError("command", { cause: options.signal.reason });
-  const tag = randomUUID();
-  return processOf(startLocal(shellArgv(command, tag, options), tag, options), options);
-}
-
-async function execLocal(argv: (tag: string) => string[], options: LocalExecOptions): Promise<ExecResult> {
-  if (options.signal?.aborted) throw new AbortedError("command", { cause: options.signal.reason });
-  const tag = randomUUID();
-  return collectCommand(startLocal(argv(tag), tag, options), options);
-}
-
-/** The tag goes in the environment too: it marks the launcher, and the script's export holds past one that clears it. */
-function shellArgv(command: string, tag: string, options: LocalLaunch): string[] {
-  return [...(options.wrap ?? []), "sh", "-c", tagCommand(tag, command)];
-}
-
-/** Starts `argv` in a process group of its own, every process of it tagged. */
-function startLocal(
-  argv: readonly string[],
-  tag: string,
-  options: LocalLaunch & Pick<HostExecOptions, "cwd" | "env">,
+export function startLocal(
+  command: string | readonly string[],
+  options: LocalLaunch & Pick<ExecOptions, "cwd" | "env">,
 ): StartedCommand {
   checkEnvNames(options.env ?? {});
+  const tag = randomUUID();
+  const argv =
+    typeof command === "string" ? [...(options.wrap ?? []), "sh", "-c", tagCommand(tag, command)] : command;
   const [file = "sh", ...args] = argv;
   const child = spawn(file, args, {
     cwd: options.cwd,

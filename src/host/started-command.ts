@@ -10,7 +10,7 @@ import {
 } from "../util/command-end.js";
 import { Deadline } from "../util/deadline.js";
 import { OutputCap } from "../util/output-cap.js";
-import type { CommandOptions, ExecResult, HostExecOptions, HostProcess, SpawnOptions } from "./command.js";
+import type { ExecResult, HostExecOptions, HostProcess, SpawnOptions } from "./command.js";
 
 /**
  * A command a host started: its streams, and the host kind's one way to end its whole
@@ -113,7 +113,7 @@ export function processOf(command: StartedCommand, options: SpawnOptions): HostP
 }
 
 /** Ends the command's tree and whatever `onKill` ends, waiting at most `KILL_WAIT_MS`. */
-function killAll(command: StartedCommand, options: CommandOptions): Promise<void> {
+function killAll(command: StartedCommand, options: SpawnOptions): Promise<void> {
   return atMost(Promise.allSettled([command.killTree(), options.onKill?.(command.tag)]), KILL_WAIT_MS);
 }
 
@@ -138,4 +138,9 @@ function capture(
     if (rest) onOutput?.(rest, name);
   });
   return cap;
+}
+
+/** Refuses to start a command for a caller who already gave up. */
+export function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortedError("command", { cause: signal.reason });
 }

@@ -41,8 +41,6 @@ export interface DockerEngine {
   /** `localhost`, or the host's `ssh://user@host:port`. */
   label: string;
   release(): void;
-  /** One more share of the SSH host's connection (e.g. an instance's), released by the function returned, once. */
-  share(): () => void;
 }
 
 /** A client for a connection: over the host's shared SSH connection for `{ ssh }`. */
@@ -52,20 +50,9 @@ export function openEngine(connection: DockerConnection): DockerEngine {
     // docker-modem passes `agent` through to every request (not in the typings).
     const options = { protocol: "http", host: "docker", port: 80, agent: new SshDockerAgent(sshHost) };
     const docker = new Docker(options as Docker.DockerOptions);
-    const share = () => {
-      const handle = sshHost.share();
-      return () => handle.close();
-    };
-    return { docker, sshHost, label: sshHost.label, release: () => sshHost.close(), share };
+    return { docker, sshHost, label: sshHost.label, release: () => sshHost.close() };
   }
-  const nothing = () => {};
-  return {
-    docker: new Docker(connection),
-    sshHost: undefined,
-    label: "localhost",
-    release: nothing,
-    share: () => nothing,
-  };
+  return { docker: new Docker(connection), sshHost: undefined, label: "localhost", release: () => {} };
 }
 
 /** A dockerode client for a connection (see `openEngine` to release an SSH host). */

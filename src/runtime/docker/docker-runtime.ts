@@ -424,7 +424,8 @@ export class DockerRuntime implements Runtime {
       : sshHost
         ? tunnelReach(sshHost)
         : directReach(this.address);
-    const release = this.engine.share();
+    const share = sshHost?.share(); // the instance's own hold on the host's connection
+    const release = () => share?.close();
     const plan = planOf(info.Config.Labels);
     const shell = this.shell;
     try {

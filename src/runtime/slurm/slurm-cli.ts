@@ -1,5 +1,5 @@
 import { RuntimeUnavailableError, SlurmError } from "../../errors.js";
-import { runLocalFile } from "../../host/local-command.js";
+import { runLocal } from "../../host/local-command.js";
 
 /** The Slurm client commands, by default from the PATH. */
 export interface SlurmCommands {
@@ -51,7 +51,7 @@ export async function slurmCommand(
   options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<string> {
   const what = `${file} ${args.join(" ")}`;
-  const result = await runLocalFile(file, args, {
+  const result = await runLocal([file, ...args], {
     timeoutMs: options.timeoutMs ?? 60_000,
     maxOutputBytes: 16 * 1024 * 1024,
     ...(options.input !== undefined ? { input: options.input } : {}),
@@ -65,12 +65,8 @@ export async function slurmCommand(
   if (/Unable to contact slurm controller|Zero Bytes were transmitted/i.test(stderr)) {
     throw new RuntimeUnavailableError("slurm", stderr.trim());
   }
-  const why = result.timedOut
-    ? `no answer within ${options.timeoutMs ?? 60_000} ms`
-    : result.truncated
-      ? "its output is too large"
-      : `exit code ${result.exitCode}`;
-  throw new SlurmError(what, stderr || why);
+  const why = result.timedOut ? `no answer within ${options.timeoutMs ?? 60_000} ms` : "";
+  throw new SlurmError(what, stderr || why || `exit code ${result.exitCode}`);
 }
 
 /** `KEY=value KEY2=value2 ...` (one `scontrol -o` line) as a map; values hold no spaces except the last ones'. */
