@@ -38,7 +38,7 @@ export { InstancePool } from "./pool/instance-pool.js";
 export type { PoolCallOptions, PoolStats } from "./pool/instance-pool.js";
 export type { InstanceStats } from "./pool/pool-member.js";
 export { createLoadBalancer } from "./pool/load-balancer.js";
-// `SshHost` and `SshHostOptions`: the names `Host` and `HostOptions` had here before deploy's host became the one.
+// One host class; `SshHost` and `SshHostOptions` are the names it and its options had here before (aliases).
 export { Host, Host as SshHost } from "./host/host.js";
 export type { HostOptions, HostOptions as SshHostOptions } from "./host/ssh-connection.js";
 export type { HostExecOptions, HostProcess, SpawnOptions } from "./host/command.js";
