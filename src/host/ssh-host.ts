@@ -9,7 +9,7 @@ import { Client } from "ssh2";
 import type { ClientChannel, ConnectConfig } from "ssh2";
 import { AbortedError, HostConnectionError, ValidationError } from "../errors.js";
 import { logger } from "../logger.js";
-import type { ExecOptions, ExecResult } from "../runtime/instance.js";
+import type { ExecOptions, ExecResult } from "../util/exec-result.js";
 import { TIMEOUT_EXIT_CODE } from "../util/run-command.js";
 import { CommandEnd, KILL_WAIT_MS, SETTLE_AFTER_KILL_MS, atMost } from "../util/command-end.js";
 import { timerDelay } from "../util/deadline.js";

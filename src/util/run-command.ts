@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { constants } from "node:os";
 import { AbortedError } from "../errors.js";
-import type { ExecResult } from "../runtime/instance.js";
+import type { ExecResult } from "./exec-result.js";
 import { CommandEnd, KILL_WAIT_MS, SETTLE_AFTER_KILL_MS, atMost } from "./command-end.js";
 import { timerDelay } from "./deadline.js";
 import { OutputCap } from "./output-cap.js";
