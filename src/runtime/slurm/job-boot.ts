@@ -20,12 +20,16 @@ export class JobBoot {
     private readonly instance: SlurmInstance,
   ) {}
 
-  /** Waits for the job to run; returns its node. A job that ends or stays pending is an error naming why. */
-  async running(deadline: Deadline): Promise<string> {
+  /**
+   * Waits for the job to run; returns its node. A job that ends (unless it holds a task,
+   * which may) or stays pending is an error naming why.
+   */
+  async running(deadline: Deadline, task = false): Promise<string> {
     const { record } = this;
     let state = await jobState(this.commands, record.jobId);
     for (let interval = 20; ; interval = Math.min(250, interval * 2)) {
       if (state?.state === "RUNNING" && state.node) return state.node;
+      if (task && state && !isActive(state.state) && state.node) return state.node;
       if (!state || !isActive(state.state)) {
         throw new InstanceStartError(
           record.name,

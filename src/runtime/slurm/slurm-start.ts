@@ -136,7 +136,7 @@ export class SlurmStart implements StartDriver<Prepared> {
       boot: async (deadline) => {
         record.jobId = await this.submit(record, spec, this.jobScript(record, spec, prepared));
         await this.records.write(record); // from here on, cleanup and `afs gc` can find the job
-        const node = await boot.running(deadline);
+        const node = await boot.running(deadline, prepared.kind === "task");
         // a running job has only begun `docker run`: commands need the container itself, behind its rules
         const rules = prepared.network !== undefined && !isSealed(prepared.network);
         if (record.holds === "docker" && (prepared.kind === "sandbox" || rules))
