@@ -1,7 +1,7 @@
 import type Docker from "dockerode";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AbortedError, InfrastructureError, UnsupportedError } from "../../errors.js";
+import { AbortedError, InfrastructureError } from "../../errors.js";
 import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
 import type { ExecOptions, ExecResult, InstanceEvent, RuntimeInstance } from "../instance.js";
 import { noServer } from "../instance.js";

@@ -3,7 +3,6 @@ import { randomBytes } from "node:crypto";
 import { AffinetesError, InfrastructureError, ValidationError } from "../../errors.js";
 import type { Deadline } from "../../util/deadline.js";
 import type { RuntimeInstance } from "../instance.js";
-import type { InstanceSpec } from "../instance-spec.js";
 import { instanceKind } from "../instance-spec.js";
 import { sanitizeName } from "../instance-name.js";
 import { LABELS, kindOf } from "../labels.js";

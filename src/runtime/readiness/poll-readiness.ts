@@ -38,7 +38,8 @@ export async function pollReadiness(target: ReadinessTarget, probe: ReadinessPro
       lastProblem = problem;
     } catch (err) {
       if (err instanceof InstanceStartError) throw err;
-      lastProblem = err instanceof Error ? err.message : String(err);
+      // an attempt the deadline cut short says nothing of the instance: keep the last problem
+      if (!deadline.fired) lastProblem = err instanceof Error ? err.message : String(err);
     }
     if (Date.now() - lastFailureCheck >= FAILURE_CHECK_EVERY_MS) {
       lastFailureCheck = Date.now();
