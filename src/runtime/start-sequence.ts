@@ -19,7 +19,7 @@ export interface PendingInstance {
   failure(): Promise<string | undefined>;
   /** Undoes the start: removes what was made, or lets go of an adopted instance. */
   discard(instance: RuntimeInstance | undefined): Promise<void>;
-  /** The error to report for a failed start (default: the failure itself). */
+  /** The error to report for a failed start (default: the failure itself), asked before `discard`. */
   explain?(err: unknown): Promise<unknown>;
 }
 
@@ -81,8 +81,10 @@ export async function startInstance<S extends InstanceSpec, P>(
     const readiness = spec.readiness ?? defaultReadiness(kind);
     await readiness.waitUntilReady({ instance, deadline, failure: () => pending.failure() });
   } catch (err) {
+    // explained first: what explains it (a log) goes with the instance
+    const reported = pending.explain ? await pending.explain(err) : err;
     await pending.discard(instance).catch(() => undefined);
-    throw pending.explain ? await pending.explain(err) : err;
+    throw reported;
   }
   // checked above: it is of the spec's kind
   return asInstance(instance) as InstanceOf<S>;
