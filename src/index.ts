@@ -12,8 +12,8 @@ export type { CallArguments, RemoteMethod, RemoteMethods } from "./environment/e
 export { cleanupAllEnvironments, getEnvironment, listActiveEnvironments } from "./environment/registry.js";
 export { buildImageFromEnv } from "./image/build-image.js";
 export type { BuildImageOptions } from "./image/build-image.js";
-export { detectEnvType, readEnvFolder } from "./image/env-folder.js";
-export type { EnvFolder } from "./image/env-folder.js";
+export { detectEnvType, readEnvFolder } from "./runtime/env-folder.js";
+export type { EnvFolder } from "./runtime/env-folder.js";
 export type { CallOptions, MethodInfo } from "./transport/method-client.js";
 export { DockerRuntime } from "./runtime/docker/docker-runtime.js";
 export type { DockerRuntimeOptions } from "./runtime/docker/docker-runtime.js";
@@ -28,10 +28,22 @@ export type {
   Instance,
   InstanceEvent,
   InstanceInfo,
+  InstanceKind,
+  InstanceOf,
   InstanceSpec,
   RestartPolicy,
   RuntimeKind,
+  SandboxInstance,
+  SandboxSpec,
+  ServeSpec,
+  ServingInstance,
+  TaskInstance,
+  TaskSpec,
 } from "./runtime/instance.js";
+export type { ImageBuildRequest, RuntimeImages } from "./runtime/runtime-images.js";
+export type { ReadinessStrategy, ReadinessTarget } from "./runtime/readiness/readiness-strategy.js";
+export { Wait } from "./runtime/readiness/wait.js";
+export { RUNTIME_VARIABLE } from "./runtime/resolve-runtime.js";
 export type { NetworkPolicy } from "./runtime/network-policy.js";
 export type { OperationOptions } from "./util/deadline.js";
 export { InstancePool } from "./pool/instance-pool.js";

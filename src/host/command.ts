@@ -1,24 +1,8 @@
 import type { Readable, Writable } from "node:stream";
-import type { OperationOptions } from "../util/deadline.js";
 
-/** How a command runs: where, with what, and for how long. */
-export interface ExecOptions extends OperationOptions {
-  cwd?: string;
-  env?: Readonly<Record<string, string>>;
-  /** Cap of each of stdout and stderr (default 10 MiB); past it the head and tail are kept. */
-  maxOutputBytes?: number;
-}
+import type { ExecOptions } from "../util/exec-result.js";
 
-/** The outcome of a command. */
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-  /** True when the command was stopped by its `timeoutMs`; the output is what it wrote until then. */
-  timedOut: boolean;
-  /** True when stdout or stderr passed `maxOutputBytes` and their middle was dropped. */
-  truncated: boolean;
-}
+export type { ExecOptions, ExecResult } from "../util/exec-result.js";
 
 /** Options of `Host.spawn`: past the deadline (or on the abort) the command's whole tree is ended. */
 export interface SpawnOptions extends Omit<ExecOptions, "maxOutputBytes"> {

@@ -4,7 +4,7 @@ import { stateDir } from "../config.js";
 import { ControlPlane } from "../control/control-plane.js";
 import { ApiKeys } from "../auth/principals.js";
 import { InfrastructureError, ValidationError } from "../errors.js";
-import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
+import { answeringDocker } from "../runtime/resolve-runtime.js";
 import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type { ControlStore } from "../control/control-store.js";
 import type { InstanceStore, ResourceLimits } from "../rollout/instance-store.js";
@@ -71,17 +71,10 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
   const catalog = config.environmentsFile ? EnvironmentCatalog.load(config.environmentsFile) : undefined;
   checkAllowLists(keys, catalog);
   // one engine, asked once: the rollout service's docker instances and the control plane's containers
-  const docker = new DockerRuntime();
-  const dockerAnswers = await docker.ping(2_000).then(
-    () => true,
-    () => false,
-  );
-  const runtimes = await serviceRuntimes(config.runner, {
-    sbatchArgs: config.sbatchArgs,
-    docker: dockerAnswers ? docker : undefined,
-  });
+  const docker = await answeringDocker({}, 2_000);
+  const runtimes = await serviceRuntimes(config.runner, { sbatchArgs: config.sbatchArgs, docker });
   const stores = await openStores(config.db).catch(async (err: unknown) => {
-    await docker.close();
+    await docker?.close();
     throw new InfrastructureError(
       `cannot open the service's database ${dbLocation(config.db)}: ${(err as Error).message}`,
       { cause: err },
@@ -101,7 +94,7 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
   });
   const control = new ControlPlane({
     store: stores.control,
-    docker: dockerAnswers ? docker : undefined,
+    runtime: docker,
     disksRoot: config.disksDir ?? join(stateDir(), "disks"),
     maxFileBytes: config.maxFileBytes,
     maxContextBytes: config.maxContextBytes,
@@ -130,7 +123,7 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
       await control.close();
       await colonies?.close();
       await queueStore?.close();
-      await docker.close();
+      await docker?.close();
       await stores.instances.close();
       await stores.control.close();
     },
