@@ -9,6 +9,7 @@ import { HostConnectionError } from "../errors.js";
 import { logger } from "../logger.js";
 import type { HostAddress } from "./host-address.js";
 import { addHostKey, checkHostKey, knownHostsName } from "./known-hosts.js";
+import { SessionLinks } from "./session-links.js";
 
 /** How to reach and trust an SSH host. */
 export interface HostOptions {
@@ -24,6 +25,12 @@ export interface HostOptions {
   acceptNewHostKeys?: boolean;
   /** Bound on connecting and authenticating (default 10 000 ms). */
   connectTimeoutMs?: number;
+  /**
+   * Sessions (commands, Docker API channels, SFTP) one connection carries before another
+   * is opened to the host: the server's `MaxSessions` (OpenSSH's default, 10). A server
+   * that allows fewer is noticed when it refuses one.
+   */
+  maxSessionsPerConnection?: number;
 }
 
 /** An SSH address: `parseHostAddress` of an `ssh://` host. */
@@ -54,12 +61,18 @@ export class SshConnection {
   private failures = 0;
   private everConnected = false;
   private closed = false;
+  private readonly links: SessionLinks;
 
   constructor(
     readonly address: SshAddress,
     private readonly options: HostOptions,
   ) {
     this.label = address.label;
+    this.links = new SessionLinks(
+      () => this.connection(),
+      () => this.handshake(),
+      options.maxSessionsPerConnection,
+    );
   }
 
   /** The live client, connecting again (with backoff) when the last one dropped. */
@@ -72,10 +85,17 @@ export class SshConnection {
 
   /** A channel running `command`, its stdin and stdout as one stream (e.g. `docker system dial-stdio`). */
   async open(command: string): Promise<ClientChannel> {
-    const client = await this.connection();
-    return new Promise((resolve, reject) =>
-      client.exec(command, (err, channel) => (err ? reject(this.failure(err)) : resolve(channel))),
-    );
+    return this.links
+      .session(
+        (client) =>
+          new Promise<ClientChannel>((resolve, reject) =>
+            client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))),
+          ),
+        refusedSession,
+      )
+      .catch((err: Error) => {
+        throw err instanceof HostConnectionError ? err : this.failure(err);
+      });
   }
 
   /** A TCP connection from the host to `hostname:port` (an address only the host may reach). */
@@ -90,18 +110,23 @@ export class SshConnection {
 
   /** The connection's SFTP session, opened on first use and again after a drop. */
   sftp(): Promise<SFTPWrapper> {
-    this.sftpSession ??= this.connection().then(
-      (client) =>
-        new Promise<SFTPWrapper>((resolve, reject) =>
-          client.sftp((err, sftp) => {
-            if (err)
-              return reject(new HostConnectionError(this.label, `sftp: ${err.message}`, { cause: err }));
-            // A dropped connection ends the session; the next call opens a new one.
-            sftp.once("close", () => (this.sftpSession = undefined));
-            resolve(sftp);
-          }),
-        ),
-    );
+    this.sftpSession ??= this.links
+      .session(
+        (client) =>
+          new Promise<SFTPWrapper>((resolve, reject) =>
+            client.sftp((err, sftp) => {
+              if (err) return reject(err);
+              // A dropped connection ends the session; the next call opens a new one.
+              sftp.once("close", () => (this.sftpSession = undefined));
+              resolve(sftp);
+            }),
+          ),
+        refusedSession,
+      )
+      .catch((err: Error) => {
+        if (err instanceof HostConnectionError) throw err;
+        throw new HostConnectionError(this.label, `sftp: ${err.message}`, { cause: err });
+      });
     this.sftpSession.catch(() => (this.sftpSession = undefined));
     return this.sftpSession;
   }
@@ -109,6 +134,7 @@ export class SshConnection {
   /** Closes the connection; later use fails. */
   close(): void {
     this.closed = true;
+    this.links.close();
     this.client?.end();
     this.client = undefined;
   }
@@ -206,6 +232,11 @@ export class SshConnection {
       cause = `no SSH answer within ${this.options.connectTimeoutMs ?? 10_000} ms`;
     return new HostConnectionError(this.label, cause, { cause: err });
   }
+}
+
+/** Whether the server refused to open a session channel (as OpenSSH does past `MaxSessions`). */
+function refusedSession(err: unknown): boolean {
+  return err instanceof Error && /Channel open failure/i.test(err.message);
 }
 
 /** The key type named inside an SSH public key blob. */

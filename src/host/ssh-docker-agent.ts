@@ -10,7 +10,8 @@ import type { Host } from "./host.js";
  */
 export class SshDockerAgent extends Agent {
   constructor(private readonly host: Host) {
-    super({ keepAlive: true, maxSockets: 32 });
+    // idle channels kept for the next call, each holding one of the connection's sessions
+    super({ keepAlive: true, maxSockets: 32, maxFreeSockets: 4 });
   }
 
   override createConnection(

@@ -55,3 +55,21 @@ describe.skipIf(!hasDocker || !hasDeployHosts)("one SSH connection per host", ()
     expect(await until(() => ownConnections(target.address).length === 0, 5_000)).toBe(true);
   }, 300_000);
 });
+
+describe.skipIf(!hasDeployHosts)("sessions past the server's MaxSessions", () => {
+  it("25 commands at once on one host all run (OpenSSH takes 10 sessions a connection); extra connections close once idle", async () => {
+    const host = await Host.connect(target.url);
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 25 }, (_, i) => host.exec(`sleep 1; echo ${i}`, { timeoutMs: 30_000 })),
+      );
+      expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 25 }, (_, i) => String(i)));
+      expect(ownConnections(target.address).length).toBeGreaterThan(1); // spread over more than one
+      // the extra ones go once idle; the host's own stays
+      expect(await until(() => ownConnections(target.address).length === 1, 15_000)).toBe(true);
+    } finally {
+      host.close();
+    }
+    expect(await until(() => ownConnections(target.address).length === 0, 5_000)).toBe(true);
+  }, 60_000);
+});
