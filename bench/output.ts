@@ -1,6 +1,6 @@
 /**
  * The cost of capturing a command's output: 300 MB written by a local command, read
- * through `runShellCommand` (head and tail kept under the default 10 MiB cap, the rest
+ * through `runLocal` (head and tail kept under the default 10 MiB cap, the rest
  * counted) against the same command's output drained from a raw pipe. Interleaved runs;
  * median and ratio written to bench/RESULTS.md.
  *
@@ -8,7 +8,7 @@
  */
 import { spawn } from "node:child_process";
 import { cpus, totalmem } from "node:os";
-import { runShellCommand } from "../src/util/run-command.js";
+import { runLocal } from "../src/host/local-command.js";
 import { writeSection } from "./results-file.js";
 import { median, percentile, timed } from "./stats.js";
 
@@ -17,7 +17,7 @@ const RUNS = Number(process.env.BENCH_OUTPUT_RUNS ?? 7);
 const command = `head -c ${MB}M /dev/zero`;
 
 async function ours(): Promise<void> {
-  const result = await runShellCommand(command);
+  const result = await runLocal(command);
   if (result.exitCode !== 0 || !result.truncated)
     throw new Error(`unexpected result: exit ${result.exitCode}`);
 }
@@ -53,7 +53,7 @@ writeSection(
 
 Written by \`npm run bench:output\` (bench/output.ts) on ${new Date().toISOString().slice(0, 10)}:
 ${cpus().length} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}.
-\`${command}\` through \`runShellCommand\` (head and tail kept under the default 10 MiB cap,
+\`${command}\` through \`runLocal\` (head and tail kept under the default 10 MiB cap,
 the rest counted) against the same output drained from a raw pipe. Times in ms; ratio =
 ours / raw. Before the tail was a ring (each chunk copied the 5 MiB tail again), one run
 of this row took 3321 ms against 206 (16.1x) on this machine; issue 14 reported 19 s.

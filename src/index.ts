@@ -12,8 +12,8 @@ export type { CallArguments, RemoteMethod, RemoteMethods } from "./environment/e
 export { cleanupAllEnvironments, getEnvironment, listActiveEnvironments } from "./environment/registry.js";
 export { buildImageFromEnv } from "./image/build-image.js";
 export type { BuildImageOptions } from "./image/build-image.js";
-export { detectEnvType, readEnvFolder } from "./image/env-folder.js";
-export type { EnvFolder } from "./image/env-folder.js";
+export { detectEnvType, readEnvFolder } from "./runtime/env-folder.js";
+export type { EnvFolder } from "./runtime/env-folder.js";
 export type { CallOptions, MethodInfo } from "./transport/method-client.js";
 export { DockerRuntime } from "./runtime/docker/docker-runtime.js";
 export type { DockerRuntimeOptions } from "./runtime/docker/docker-runtime.js";
@@ -28,18 +28,33 @@ export type {
   Instance,
   InstanceEvent,
   InstanceInfo,
+  InstanceKind,
+  InstanceOf,
   InstanceSpec,
   RestartPolicy,
   RuntimeKind,
+  SandboxInstance,
+  SandboxSpec,
+  ServeSpec,
+  ServingInstance,
+  TaskInstance,
+  TaskSpec,
 } from "./runtime/instance.js";
+export type { ImageBuildRequest, RuntimeImages } from "./runtime/runtime-images.js";
+export type { ReadinessStrategy, ReadinessTarget } from "./runtime/readiness/readiness-strategy.js";
+export { Wait } from "./runtime/readiness/wait.js";
+export { RUNTIME_VARIABLE } from "./runtime/resolve-runtime.js";
 export type { NetworkPolicy } from "./runtime/network-policy.js";
 export type { OperationOptions } from "./util/deadline.js";
 export { InstancePool } from "./pool/instance-pool.js";
 export type { PoolCallOptions, PoolStats } from "./pool/instance-pool.js";
 export type { InstanceStats } from "./pool/pool-member.js";
 export { createLoadBalancer } from "./pool/load-balancer.js";
-export { SshHost } from "./host/ssh-host.js";
-export type { SshHostOptions } from "./host/ssh-host.js";
+// One host class; `SshHost` and `SshHostOptions` are the names it and its options had here before (aliases).
+export { Host, Host as SshHost } from "./host/host.js";
+export type { HostOptions, HostOptions as SshHostOptions } from "./host/ssh-connection.js";
+export type { HostExecOptions, HostProcess, SpawnOptions } from "./host/command.js";
+export type { RemoteStat } from "./host/host-files.js";
 export { parseHostAddress } from "./host/host-address.js";
 export type { HostAddress } from "./host/host-address.js";
 export type { BalancerCandidate, LoadBalanceStrategy, LoadBalancer } from "./pool/load-balancer.js";

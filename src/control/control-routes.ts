@@ -63,74 +63,76 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
 
       v1.post("/disks", async (request, reply) => {
         const body = parseOptions(createDiskSchema, request.body, "body");
-        return reply.code(201).send(await control.createDisk(request.principal, body.name));
+        return reply.code(201).send(await control.disks.create(request.principal, body.name));
       });
       v1.get("/disks", async (request) => {
         noQuery(request);
-        return { disks: await control.listDisks(request.principal) };
+        return { disks: await control.disks.list(request.principal) };
       });
-      v1.get("/disks/:id", async (request) => control.getDisk(request.principal, diskOf(request)));
+      v1.get("/disks/:id", async (request) => control.disks.get(request.principal, diskOf(request)));
       v1.delete("/disks/:id", async (request, reply) => {
         const query = parseOptions(deleteQuery, request.query, "query");
-        await control.deleteDisk(request.principal, diskOf(request), { force: query.force === "true" });
+        await control.disks.delete(request.principal, diskOf(request), { force: query.force === "true" });
         return reply.code(204).send();
       });
       v1.put("/disks/:id/users", async (request) =>
-        control.setDiskUsers(request.principal, diskOf(request), parseGrants(request.body)),
+        control.disks.setUsers(request.principal, diskOf(request), parseGrants(request.body)),
       );
       v1.get("/disks/:id/files", async (request) => {
         const { path } = parseOptions(pathQuery, request.query, "query");
-        return { path, entries: await control.readDirectory(request.principal, diskOf(request), path) };
+        return { path, entries: await control.disks.readDirectory(request.principal, diskOf(request), path) };
       });
       v1.get("/disks/:id/files/content", async (request, reply) => {
         const { path } = parseOptions(pathQuery, request.query, "query");
-        const file = await control.readFile(request.principal, diskOf(request), path);
+        const file = await control.disks.readFile(request.principal, diskOf(request), path);
         return reply.type("application/octet-stream").header("content-length", file.size).send(file.stream);
       });
       v1.put("/disks/:id/files/content", async (request) => {
         const { path } = parseOptions(pathQuery, request.query, "query");
-        const body = upload(request, "the file", control.maxFileBytes);
-        return { path, size: await control.writeFile(request.principal, diskOf(request), path, body) };
+        const body = upload(request, "the file", control.disks.maxFileBytes);
+        return { path, size: await control.disks.writeFile(request.principal, diskOf(request), path, body) };
       });
       v1.delete("/disks/:id/files", async (request) => {
         const { path } = parseOptions(pathQuery, request.query, "query");
-        return { path, deleted: await control.deleteFile(request.principal, diskOf(request), path) };
+        return { path, deleted: await control.disks.deleteFile(request.principal, diskOf(request), path) };
       });
 
       v1.get("/images/:id", async (request) => {
         noQuery(request);
         const hash = param(request, imageHashSchema);
-        const image = await control.image(hash);
+        const image = await control.images.get(hash);
         if (!image) throw new NotFoundError("image", hash, `No image of content hash ${hash}`);
         return image;
       });
       v1.put("/images/:id", async (request, reply) => {
         noQuery(request);
         const hash = param(request, imageHashSchema);
-        const body = upload(request, "the build context", control.maxContextBytes);
-        return reply.code(201).send(await control.buildImage(hash, body));
+        const body = upload(request, "the build context", control.images.maxContextBytes);
+        return reply.code(201).send(await control.images.build(hash, body));
       });
 
       v1.post("/containers", async (request, reply) => {
         const body = parseOptions(containerSchema, request.body, "body");
-        return reply.code(201).send(await control.createContainer(request.principal, body));
+        return reply.code(201).send(await control.containers.create(request.principal, body));
       });
       v1.get("/containers", async (request) => ({
-        containers: await control.listContainers(request.principal, containerFilter(request)),
+        containers: await control.containers.list(request.principal, containerFilter(request)),
       }));
       v1.get("/containers/:id", async (request) =>
-        control.getContainer(request.principal, param(request, containerIdSchema)),
+        control.containers.get(request.principal, param(request, containerIdSchema)),
       );
       v1.post("/containers/:id/stop", async (request) =>
-        control.stopContainer(request.principal, param(request, containerIdSchema)),
+        control.containers.stop(request.principal, param(request, containerIdSchema)),
       );
       v1.delete("/containers/:id", async (request, reply) => {
-        await control.deleteContainer(request.principal, param(request, containerIdSchema));
+        await control.containers.delete(request.principal, param(request, containerIdSchema));
         return reply.code(204).send();
       });
       v1.post("/containers/:id/wait", async (request) => {
         const aborted = abortOnClose(request);
-        return control.wait(request.principal, param(request, containerIdSchema), { signal: aborted.signal });
+        return control.containers.wait(request.principal, param(request, containerIdSchema), {
+          signal: aborted.signal,
+        });
       });
       v1.get("/containers/:id/logs", async (request, reply) => streamLogs(control, request, reply));
     },
@@ -141,7 +143,7 @@ export function registerControlRoutes(app: FastifyInstance, control: ControlPlan
 async function streamLogs(control: ControlPlane, request: FastifyRequest, reply: FastifyReply) {
   const query = parseOptions(logsQuery, request.query, "query");
   const aborted = abortOnClose(request);
-  const chunks = await control.logs(request.principal, param(request, containerIdSchema), {
+  const chunks = await control.containers.logs(request.principal, param(request, containerIdSchema), {
     follow: query.follow === "true",
     ...(query.tail !== undefined ? { tail: query.tail } : {}),
     signal: aborted.signal,

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DISK_ID } from "./control-plane.js";
+import { DISK_ID } from "./control-views.js";
 import { MAX_DISK_PATH } from "./disk-path.js";
 import { imageRefSchema } from "../image/image-ref.js";
 import { networkPolicySchema } from "../runtime/network-policy.js";

@@ -1,12 +1,13 @@
 import { CommandError, ValidationError } from "../errors.js";
-import type { ExecResult } from "../runtime/instance.js";
+import type { ExecResult } from "../host/command.js";
 import { Deadline } from "../util/deadline.js";
 import type { OperationOptions } from "../util/deadline.js";
-import { OutputCap } from "../util/output-cap.js";
-import { TIMEOUT_EXIT_CODE } from "../util/run-command.js";
+import { shellQuote } from "../util/shell-quote.js";
 import type { BackendName, BootstrapReport } from "./bootstrap/index.js";
+import { OWNER_LABEL } from "./bootstrap/docker-backend.js";
 import { bootstrapBackend, detectBackend } from "./bootstrap/index.js";
-import type { Host } from "./host.js";
+import { withinDeadline } from "./bootstrap/remote-command.js";
+import type { Host } from "../host/host.js";
 import type { PushOptions, PushReport } from "./push.js";
 import { pushProject } from "./push.js";
 
@@ -53,7 +54,7 @@ export interface DeployOptions extends PushOptions {
  */
 export async function deployProject(host: Host, options: DeployOptions): Promise<Workspace> {
   const deadline = new Deadline("deploy", options);
-  return typed(deadline, () => deploySteps(host, options, deadline));
+  return withinDeadline(deadline, () => deploySteps(host, options, deadline));
 }
 
 async function deploySteps(host: Host, options: DeployOptions, deadline: Deadline): Promise<Workspace> {
@@ -97,7 +98,7 @@ export async function runInProject(
   if (!command.trim()) throw new ValidationError("command", "is empty");
   const result =
     workspace instanceof Workspace
-      ? await streamed(host, workspace.wrap(command, options.env), options)
+      ? await streamed(host, workspace.wrap(command, options.env), options, { backend: workspace.backend })
       : await streamed(host, command, options, {
           cwd: await host.resolvePath(workspace),
           ...(options.env ? { env: options.env } : {}),
@@ -124,7 +125,7 @@ export async function deployAndRun(
 ): Promise<ExecResult & { workspace: Workspace }> {
   if (!options.command?.trim()) throw new ValidationError("command", "is empty");
   const deadline = new Deadline("deploy and run", options);
-  return typed(deadline, async () => {
+  return withinDeadline(deadline, async () => {
     const workspace = await deploySteps(host, options, deadline);
     const result = await runInProject(host, workspace, options.command, {
       ...deadlineOptions(deadline),
@@ -137,56 +138,28 @@ export async function deployAndRun(
 }
 
 /**
- * Runs the steps of an operation under one deadline: whatever a step throws once the
- * deadline fired becomes the operation's `TimeoutError` or `AbortedError`.
+ * Runs a command line with its output streamed to `onOutput` and kept (capped) for the
+ * result. In a docker workspace, a command the deadline ends also loses the containers
+ * it ran (killing a `docker run` client leaves its container running).
  */
-async function typed<T>(deadline: Deadline, steps: () => Promise<T>): Promise<T> {
-  deadline.check();
-  try {
-    return await steps();
-  } catch (err) {
-    throw deadline.fired ? deadline.error(err) : err;
-  }
-}
-
-/** Runs a command line with its output streamed to `onOutput` and kept (capped) for the result. */
-async function streamed(
+function streamed(
   host: Host,
   line: string,
   options: RunOptions,
-  where: { cwd?: string; env?: Readonly<Record<string, string>> } = {},
+  where: { cwd?: string; env?: Readonly<Record<string, string>>; backend?: BackendName } = {},
 ): Promise<ExecResult> {
-  const deadline = new Deadline("command", options);
-  deadline.check();
-  const child = await host.spawn(line, where);
-  child.stdin.end();
-  const out = new OutputCap(options.maxOutputBytes);
-  const err = new OutputCap(options.maxOutputBytes);
-  child.stdout.on("data", (d: Buffer) => {
-    out.push(d);
-    options.onOutput?.(d.toString("utf8"), "stdout");
-  });
-  child.stderr.on("data", (d: Buffer) => {
-    err.push(d);
-    options.onOutput?.(d.toString("utf8"), "stderr");
-  });
-  let stopped = false;
-  const stop = () => {
-    stopped = true;
-    child.kill();
-  };
-  deadline.signal?.addEventListener("abort", stop, { once: true });
-  const code = await child.exit;
-  deadline.signal?.removeEventListener("abort", stop);
-  const timedOut = stopped && !options.signal?.aborted;
-  if (stopped && options.signal?.aborted) throw deadline.error();
-  return {
-    stdout: out.text(),
-    stderr: err.text(),
-    exitCode: timedOut ? TIMEOUT_EXIT_CODE : code,
-    timedOut,
-    truncated: out.truncated || err.truncated,
-  };
+  const { check: _check, env: _env, ...run } = options;
+  const { backend, ...place } = where;
+  const cleanup = (tag: string) => host.exec(removeContainersOf(tag), { timeoutMs: CLEANUP_TIMEOUT_MS });
+  return host.exec(line, { ...run, ...place, ...(backend === "docker" ? { onKill: cleanup } : {}) });
+}
+
+const CLEANUP_TIMEOUT_MS = 30_000;
+
+/** Removes the containers a docker workspace's command ran (labelled with its tag, see `DockerBackend.wrap`). */
+function removeContainersOf(tag: string): string {
+  const filter = shellQuote(`label=${OWNER_LABEL}=${tag}`);
+  return `docker ps -aq --filter ${filter} | xargs -r docker rm -f >/dev/null 2>&1; true`;
 }
 
 /** The `{ signal }` of a deadline, for the steps of an operation that share it. */

@@ -3,12 +3,20 @@
  * in one call, runs long jobs that survive disconnects, and gives results back.
  */
 import { Workspace } from "./deploy.js";
-import type { Host } from "./host.js";
+import type { Host } from "../host/host.js";
 import type { Job, StartJobOptions as RawStartJobOptions } from "./jobs.js";
 import { startJob as startRawJob } from "./jobs.js";
 
-export { Host } from "./host.js";
-export type { HostOptions, RemoteProcess, RemoteStat } from "./host.js";
+// The one host class of affinetes (also `SshHost` in the main entry); `RemoteProcess` is `HostProcess`.
+export { Host } from "../host/host.js";
+export type { HostOptions } from "../host/ssh-connection.js";
+export type {
+  HostExecOptions,
+  HostProcess,
+  HostProcess as RemoteProcess,
+  SpawnOptions,
+} from "../host/command.js";
+export type { RemoteStat } from "../host/host-files.js";
 export { Workspace, deployAndRun, deployProject, runInProject } from "./deploy.js";
 export type { DeployAndRunOptions, DeployOptions, RunOptions } from "./deploy.js";
 export { pushProject } from "./push.js";
@@ -21,7 +29,7 @@ export { runOnHosts } from "./multi-node.js";
 export type { MultiNodeOptions, RankResult } from "./multi-node.js";
 export { BACKEND_NAMES, bootstrapBackend, detectBackend } from "./bootstrap/index.js";
 export type { BackendName, BootstrapBackend, BootstrapOptions, BootstrapReport } from "./bootstrap/index.js";
-export type { ExecResult } from "../runtime/instance.js";
+export type { ExecResult } from "../host/command.js";
 
 /** Options of `startJob`: the workspace may be a deployed `Workspace` (its environment then applies). */
 export interface StartJobOptions extends Omit<RawStartJobOptions, "workspace"> {

@@ -1,8 +1,9 @@
-import { StringDecoder } from "node:string_decoder";
 import { CommandError, ConflictError, NotFoundError, ValidationError } from "../errors.js";
+import type { Host } from "../host/host.js";
 import { Deadline } from "../util/deadline.js";
 import { shellQuote } from "../util/shell-quote.js";
-import type { Host } from "./host.js";
+import { withinDeadline } from "./bootstrap/remote-command.js";
+import { LineSplitter } from "./line-splitter.js";
 
 /** Where a job is: still running, ended on its own, killed, or gone without a trace of its end. */
 export type JobState = "running" | "exited" | "killed" | "lost";
@@ -59,8 +60,13 @@ const POLL_MS = 200;
  * Runs a script in sh on the host and returns its stdout; a non-zero exit is a
  * `CommandError` (the scripts print their expected outcomes and exit 0).
  */
-export async function runJobScript(host: Host, what: string, script: string): Promise<string> {
-  const result = await host.exec(`sh -c ${shellQuote(script)}`);
+export async function runJobScript(
+  host: Host,
+  what: string,
+  script: string,
+  signal?: AbortSignal,
+): Promise<string> {
+  const result = await host.exec(`sh -c ${shellQuote(script)}`, signal ? { signal } : {});
   if (result.exitCode !== 0)
     throw new CommandError(`${what} on ${host.label}`, result.exitCode, result.stdout, result.stderr);
   return result.stdout;
@@ -74,7 +80,7 @@ export async function readJobRecords(
   host: Host,
   jobsDir: string,
   name?: string,
-  options: { waitMs?: number } = {},
+  options: { waitMs?: number; signal?: AbortSignal | undefined } = {},
 ): Promise<JobInfo[]> {
   const folders = name !== undefined ? shellQuote(`${jobsDir}/${name}`) : `${shellQuote(jobsDir)}/*`;
   const rounds = Math.ceil((options.waitMs ?? 0) / POLL_MS);
@@ -86,7 +92,7 @@ for _d in ${folders}; do
   while [ "$_i" -lt ${rounds} ] && afs_running "$_d" "$_n"; do sleep ${POLL_MS / 1000}; _i=$((_i + 1)); done
   afs_record "$_d" "$_n"
 done`;
-  return parseRecords(await runJobScript(host, "reading jobs", script));
+  return parseRecords(await runJobScript(host, "reading jobs", script, options.signal));
 }
 
 function parseRecords(stdout: string): JobInfo[] {
@@ -166,42 +172,39 @@ tail -c +$((off + 1)) "$d/log" | head -c $((size - off))${tail}`;
   async *follow(options: { offset?: number; signal?: AbortSignal } = {}): AsyncIterable<string> {
     const from = count(options.offset ?? 0, "offset");
     if (options.signal?.aborted) return;
-    // `echo $$` then `exec`: the first line names the remote tail, so an abort can kill it
-    // (closing an SSH channel does not stop a command that is not writing).
+    // The first line says whether there is a log, so a log line never reads as the answer.
     const script = `${JOB_SHELL_FUNCTIONS}
 d=${shellQuote(this.dir)}
 [ -f "$d/log" ] || { echo missing; exit 0; }
-echo $$
+echo following
 if afs_alive "$d" && [ ! -e "$d/killed" ]; then
   exec tail -s 0.25 -c +${from + 1} -F --pid="$(cat "$d/pid")" "$d/log" 2>/dev/null
 fi
 exec tail -c +${from + 1} "$d/log" 2>/dev/null`;
-    const remote = await this.host.spawn(`sh -c ${shellQuote(script)}`);
+    // closing an SSH channel does not stop a command that is not writing: the abort ends its tree
+    const remote = await this.host.spawn(`sh -c ${shellQuote(script)}`, { signal: options.signal });
     remote.stderr.resume();
-    const stop = () => {
-      stopQuietly(remote.kill);
-      remote.stdout.destroy();
-    };
+    const stop = () => remote.stdout.destroy();
     options.signal?.addEventListener("abort", stop, { once: true });
     const lines = new LineSplitter();
-    let tailPid: number | undefined;
+    let started = false;
     let ended = false;
     try {
       for await (const chunk of remote.stdout as AsyncIterable<Buffer>) {
         for (const line of lines.push(chunk)) {
-          if (tailPid !== undefined) yield line;
+          if (started) yield line;
           else if (line === "missing") throw new NotFoundError("job", this.name);
-          else tailPid = Number(line);
+          else started = true;
         }
       }
       ended = true;
       const rest = lines.end();
-      if (rest && tailPid !== undefined) yield rest;
+      if (rest && started) yield rest;
     } catch (err) {
       if (!options.signal?.aborted) throw err;
     } finally {
       options.signal?.removeEventListener("abort", stop);
-      if (!ended) await this.stopTail(tailPid, remote.kill);
+      if (!ended) await remote.kill();
     }
   }
 
@@ -213,9 +216,14 @@ exec tail -c +${from + 1} "$d/log" 2>/dev/null`;
     const deadline = new Deadline(`waiting for job ${this.name}`, options);
     for (;;) {
       deadline.check();
-      // Each round blocks on the host (a short poll loop there) instead of polling over SSH.
-      const round = readJobRecords(this.host, this.jobsDir, this.name, { waitMs: WAIT_ROUND_MS });
-      const records = await settleWithin(deadline, round);
+      // Each round blocks on the host (a short poll loop there) instead of polling over SSH;
+      // the deadline ends the round's command there.
+      const records = await withinDeadline(deadline, () =>
+        readJobRecords(this.host, this.jobsDir, this.name, {
+          waitMs: WAIT_ROUND_MS,
+          signal: deadline.signal,
+        }),
+      );
       const info = this.one(records);
       if (info.state !== "running") return info;
     }
@@ -268,63 +276,10 @@ rm -rf "$d"`;
     if (!info) throw new NotFoundError("job", this.name);
     return info;
   }
-
-  private async stopTail(pid: number | undefined, kill: () => void): Promise<void> {
-    stopQuietly(kill);
-    if (pid === undefined || !Number.isInteger(pid)) return;
-    await this.host.exec(`kill ${pid} 2>/dev/null`, { timeoutMs: 5_000 }).catch(() => undefined);
-  }
-}
-
-/** Splits a byte stream into lines, keeping a partial line (and a split UTF-8 character) for later. */
-class LineSplitter {
-  private readonly decoder = new StringDecoder("utf8");
-  private partial = "";
-
-  push(chunk: Buffer): string[] {
-    const lines = (this.partial + this.decoder.write(chunk)).split("\n");
-    this.partial = lines.pop() ?? "";
-    return lines;
-  }
-
-  end(): string {
-    const rest = this.partial + this.decoder.end();
-    this.partial = "";
-    return rest;
-  }
-}
-
-/**
- * `work`, or the deadline's typed error as soon as it fires: an SSH channel closes only
- * once its remote command ends, so aborting the exec itself would wait out the round.
- */
-async function settleWithin<T>(deadline: Deadline, work: Promise<T>): Promise<T> {
-  const signal = deadline.signal;
-  if (!signal) return work;
-  work.catch(() => undefined); // after the deadline, its outcome no longer matters
-  let onAbort = (): void => undefined;
-  const fired = new Promise<never>((_, reject) => {
-    onAbort = () => reject(deadline.error(signal.reason));
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  try {
-    return await Promise.race([work, fired]);
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
 }
 
 function count(value: number, option: string): number {
   if (!Number.isSafeInteger(value) || value < 0)
     throw new ValidationError(option, `must be a whole number >= 0, got ${value}`);
   return value;
-}
-
-/** Kills a channel that may be closed already (the connection may have dropped). */
-function stopQuietly(kill: () => void): void {
-  try {
-    kill();
-  } catch {
-    // closed already: nothing left to stop
-  }
 }

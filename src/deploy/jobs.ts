@@ -1,7 +1,7 @@
 import { posix } from "node:path";
 import { CommandError, ConflictError, NotFoundError, ValidationError } from "../errors.js";
 import { shellQuote } from "../util/shell-quote.js";
-import type { Host } from "./host.js";
+import type { Host } from "../host/host.js";
 import { JOB_SHELL_FUNCTIONS, Job, readJobRecords } from "./job.js";
 import type { JobInfo } from "./job.js";
 

@@ -2,7 +2,7 @@ import { ValidationError } from "../errors.js";
 import type { ExecResult } from "../runtime/instance.js";
 import type { RunOptions, Workspace } from "./deploy.js";
 import { runInProject } from "./deploy.js";
-import type { Host } from "./host.js";
+import type { Host } from "../host/host.js";
 
 /** Options of `runOnHosts`. */
 export interface MultiNodeOptions extends Omit<RunOptions, "onOutput"> {

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { AffinetesError, CommandError, InfrastructureError, ValidationError } from "../errors.js";
 import { Deadline } from "../util/deadline.js";
 import { shellQuote } from "../util/shell-quote.js";
-import type { Host } from "./host.js";
+import type { Host } from "../host/host.js";
 import { hashFile, listProjectFiles, mapLimit, packProjectFiles, sha256Of } from "./project-files.js";
 import type { PackedContent, ProjectFile } from "./project-files.js";
 
@@ -325,7 +325,7 @@ export interface RemotePipe {
 
 /**
  * Runs `command` on the host with its stdin and stdout streamed, bounded by `deadline`
- * (the remote process is killed when it fires). A local stream failure wins over the
+ * (the remote command's whole tree is ended when it fires). A local stream failure wins over the
  * remote's complaint about it; otherwise a bad exit code is a `CommandError` with stderr.
  * Returns the exit code (one of `okCodes`).
  * @internal shared by push and syncResults.
@@ -337,35 +337,19 @@ export async function runRemotePipe(
   pipe: RemotePipe,
 ): Promise<number> {
   deadline.check();
-  const proc = await host.spawn(command);
+  // the deadline ends the remote command's whole tree; `exit` then resolves
+  const proc = await host.spawn(command, deadline.signal ? { signal: deadline.signal } : {});
   const stderr = collectTail(proc.stderr);
   const errors: { feed?: unknown; consume?: unknown } = {};
-  // Killing costs the host a command of its own: once, and only while the process runs.
-  let running = true;
-  void proc.exit.then(() => (running = false));
-  const kill = () => {
-    if (running) proc.kill();
-    running = false;
-  };
-  let onAbort = () => {};
-  const aborted = new Promise<number>((resolve) => {
-    onAbort = () => {
-      kill();
-      resolve(-1);
-    };
-  });
-  deadline.signal?.addEventListener("abort", onAbort, { once: true });
-  if (deadline.fired) onAbort();
   const fail = (side: "feed" | "consume") => (err: unknown) => {
     errors[side] ??= err;
-    kill();
+    void proc.kill();
   };
   const feed = pipe.feed ?? ((stdin: Writable) => Promise.resolve(void stdin.end()));
   const consume = pipe.consume ?? ((stdout: Readable) => Promise.resolve(void stdout.resume()));
   feed(proc.stdin).catch(fail("feed"));
   const consuming = consume(proc.stdout).then(() => undefined, fail("consume"));
-  const code = await Promise.race([proc.exit, aborted]);
-  deadline.signal?.removeEventListener("abort", onAbort);
+  const code = await proc.exit;
   const ok = (pipe.okCodes ?? [0]).includes(code);
   const failure = pipeFailure({ command, code, ok, deadline, errors, stderr: stderr() });
   // The local side stops before this settles: no file is written after a rejection.

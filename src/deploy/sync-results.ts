@@ -9,7 +9,7 @@ import type { Header } from "tar-stream";
 import { InfrastructureError, NotFoundError, ValidationError } from "../errors.js";
 import { Deadline } from "../util/deadline.js";
 import { shellQuote } from "../util/shell-quote.js";
-import type { Host } from "./host.js";
+import type { Host } from "../host/host.js";
 import { excludeMatcher, mapLimit } from "./project-files.js";
 import { absoluteRemotePath, runRemotePipe, typedFailure } from "./push.js";
 

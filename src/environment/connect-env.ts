@@ -1,14 +1,10 @@
 import { z } from "zod";
 import { NotFoundError } from "../errors.js";
-import { parseHostAddress } from "../host/host-address.js";
-import type { SshHostOptions } from "../host/ssh-host.js";
+import type { HostOptions as SshHostOptions } from "../host/ssh-connection.js";
 import type { LoadBalanceStrategy } from "../pool/load-balancer.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
-import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
-import type { Instance } from "../runtime/instance.js";
-import { ProcessRuntime } from "../runtime/process/process-runtime.js";
-import { SlurmRuntime } from "../runtime/slurm/slurm-runtime.js";
-import type { Runtime } from "../runtime/runtime.js";
+import type { ServingInstance } from "../runtime/instance.js";
+import { closeAll, searchRuntimes } from "../runtime/resolve-runtime.js";
 import { parseOptions } from "../util/validate.js";
 import type { RemoteMethods } from "./environment.js";
 import type { EnvironmentHandle } from "./open-environment.js";
@@ -16,7 +12,10 @@ import { openEnvironment } from "./open-environment.js";
 
 /** Options of `connectEnv`. */
 export interface ConnectEnvOptions {
-  /** Where to look; default: docker (when an engine answers), process, and Slurm jobs submitted from here. */
+  /**
+   * Where to look; default `AFFINETES_RUNTIME`, else docker (when an engine answers),
+   * process, and Slurm jobs submitted from here.
+   */
   mode?: "docker" | "process" | "slurm";
   loadBalance?: LoadBalanceStrategy;
   /** Client-side bound of a call without `timeoutMs` or `_timeout` (default 300 000 ms). */
@@ -52,10 +51,15 @@ export async function connectEnv<M extends object = RemoteMethods>(
   options: ConnectEnvOptions = {},
 ): Promise<EnvironmentHandle<M>> {
   parseOptions(schema, options, "connectEnv options");
-  const runtimes = await runtimesFor(options);
-  const instances: Instance[] = [];
+  const runtimes = await searchRuntimes(options);
+  const instances: ServingInstance[] = [];
   try {
-    for (const runtime of runtimes) instances.push(...(await runtime.find(name)));
+    for (const runtime of runtimes) {
+      for (const instance of await runtime.find(name)) {
+        if (instance.kind === "serve") instances.push(instance);
+        else await instance.detach(); // a sandbox or task of that pool: nothing to call
+      }
+    }
   } catch (err) {
     await Promise.all(instances.map((i) => i.detach()));
     throw err;
@@ -81,7 +85,7 @@ export async function connectEnv<M extends object = RemoteMethods>(
 /** Names of the running environments (of any client), on the runtimes `options` allows. */
 export async function runningEnvironmentNames(options: RuntimeChoice = {}): Promise<string[]> {
   const names = new Set<string>();
-  const runtimes = await runtimesFor(options);
+  const runtimes = await searchRuntimes(options);
   try {
     for (const runtime of runtimes) {
       for (const info of await runtime.list()) if (info.state === "running") names.add(info.pool);
@@ -90,48 +94,4 @@ export async function runningEnvironmentNames(options: RuntimeChoice = {}): Prom
     await closeAll(runtimes);
   }
   return [...names].sort();
-}
-
-/**
- * The runtimes to search: each remote host given (which must answer), Slurm when
- * jobs were submitted from here, the local docker engine when it answers, and the
- * process runtime. Release them with `closeAll`.
- */
-export async function runtimesFor(options: RuntimeChoice): Promise<Runtime[]> {
-  const slurm = new SlurmRuntime();
-  if (options.mode === "slurm") return [slurm];
-  const runtimes: Runtime[] = [];
-  try {
-    for (const spec of options.hosts ?? []) {
-      const address = parseHostAddress(spec, "hosts");
-      if (address.kind === "local") continue;
-      const remote = new DockerRuntime({
-        connection: { ssh: address.label, ...(options.ssh ? { sshOptions: options.ssh } : {}) },
-      });
-      runtimes.push(remote);
-      await remote.ping(10_000);
-    }
-    if (options.mode === undefined && (await slurm.hasInstances())) runtimes.push(slurm);
-    if (options.mode !== "process") {
-      const docker = new DockerRuntime(options.docker ? { connection: options.docker } : {});
-      const answers = await docker.ping(2_000).then(
-        () => true,
-        (err: unknown) => {
-          if (options.mode === "docker") throw err; // asked for docker: say it does not answer
-          return false;
-        },
-      );
-      if (answers) runtimes.push(docker);
-    }
-  } catch (err) {
-    await closeAll(runtimes);
-    throw err;
-  }
-  if (options.mode !== "docker") runtimes.push(new ProcessRuntime());
-  return runtimes;
-}
-
-/** Releases runtimes (and their share of SSH hosts). */
-export async function closeAll(runtimes: readonly Runtime[]): Promise<void> {
-  await Promise.all(runtimes.map((r) => r.close()));
 }

@@ -1,6 +1,6 @@
 import { EnvironmentClosedError, ValidationError } from "../errors.js";
 import type { InstancePool, PoolCallOptions, PoolStats } from "../pool/instance-pool.js";
-import type { EnvType, ExecOptions, ExecResult, Instance, RuntimeKind } from "../runtime/instance.js";
+import type { EnvType, ExecOptions, ExecResult, RuntimeKind, ServingInstance } from "../runtime/instance.js";
 import type { CallOptions, MethodInfo } from "../transport/method-client.js";
 
 /** Arguments of a remote call: an object is the kwargs, an array the positional args. */
@@ -45,8 +45,8 @@ export class Environment implements AsyncDisposable {
   }
 
   /** The first replica: what single-instance accessors describe. */
-  private get instance(): Instance {
-    return this.pool.instances[0] as Instance;
+  private get instance(): ServingInstance {
+    return this.pool.instances[0] as ServingInstance;
   }
 
   /** `"docker"` or `"process"`. */
@@ -74,7 +74,7 @@ export class Environment implements AsyncDisposable {
   }
 
   /** The instances serving the environment, one per replica. */
-  get instances(): readonly Instance[] {
+  get instances(): readonly ServingInstance[] {
     return this.pool.instances;
   }
 

@@ -1,21 +1,22 @@
 import { z } from "zod";
 import { PoolStartError, ValidationError } from "../errors.js";
 import { buildImageFromEnv } from "../image/build-image.js";
-import { readEnvFolder } from "../image/env-folder.js";
+import { readEnvFolder } from "../runtime/env-folder.js";
 import { imageRefSchema } from "../image/image-ref.js";
 import { logger } from "../logger.js";
 import type { LoadBalanceStrategy } from "../pool/load-balancer.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
 import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
-import type { EnvType, Instance, InstanceSpec, RuntimeKind } from "../runtime/instance.js";
+import type { EnvType, InstanceSpec, RuntimeKind, ServeSpec, ServingInstance } from "../runtime/instance.js";
 import { validateInstanceName } from "../runtime/instance-name.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { resolveRuntimeKind } from "../runtime/resolve-runtime.js";
 import type { NetworkPolicy } from "../runtime/network-policy.js";
 import { networkPolicySchema } from "../runtime/network-policy.js";
 import type { HostAddress } from "../host/host-address.js";
 import { parseHostAddress } from "../host/host-address.js";
-import type { SshHostOptions } from "../host/ssh-host.js";
+import type { HostOptions as SshHostOptions } from "../host/ssh-connection.js";
 import type { OperationOptions } from "../util/deadline.js";
 import { parseMemorySize } from "../util/memory-size.js";
 import { parseOptions } from "../util/validate.js";
@@ -162,7 +163,11 @@ export async function loadEnv<M extends object = RemoteMethods>(
   const memoryBytes =
     options.memLimit !== undefined ? parseMemorySize("memLimit", options.memLimit) : undefined;
   const hosts = (options.hosts ?? ["localhost"]).map((h, i) => parseHostAddress(h, `hosts.${i}`));
-  const mode = await resolveMode(options);
+  const mode = await resolveRuntimeKind({
+    mode: options.mode,
+    docker: options.docker,
+    image: options.image !== undefined,
+  });
   if (mode !== "docker" && hosts.some((h) => h.kind === "ssh")) {
     throw new ValidationError(
       "hosts",
@@ -175,7 +180,7 @@ export async function loadEnv<M extends object = RemoteMethods>(
     ...(parsed.network !== undefined ? { network: parsed.network } : {}),
   });
   const name = options.containerName ?? `${spec.envName}-${randomBytes(4).toString("hex")}`;
-  let instances: Instance[];
+  let instances: ServingInstance[];
   try {
     instances = await startReplicas(
       runtimes,
@@ -194,26 +199,14 @@ export async function loadEnv<M extends object = RemoteMethods>(
   });
 }
 
-async function resolveMode(options: LoadEnvOptions): Promise<RuntimeKind> {
-  if (options.mode) return options.mode;
-  if (options.image !== undefined) return "docker";
-  const docker = new DockerRuntime(options.docker ? { connection: options.docker } : {});
-  try {
-    await docker.ping(1_000);
-    return "docker";
-  } catch {
-    return "process"; // the embedded default when no Docker engine answers
-  }
-}
-
 /** The runtimes (one per host) and the spec every replica starts from (building the image first when needed). */
 async function prepare(
   options: LoadEnvOptions,
   mode: RuntimeKind,
   hosts: readonly HostAddress[],
   limits: Pick<InstanceSpec, "memoryBytes" | "cpus" | "network">,
-): Promise<{ runtimes: Runtime[]; spec: InstanceSpec }> {
-  const common: InstanceSpec = {
+): Promise<{ runtimes: Runtime[]; spec: ServeSpec }> {
+  const common: ServeSpec = {
     envName: "env",
     ...(limits.network !== undefined ? { network: limits.network } : {}),
     ...(options.envType ? { envType: options.envType } : {}),
@@ -273,9 +266,9 @@ async function prepare(
 /** Mode slurm: an image runs in a Docker container held by each job; an envPath's server runs on the node. */
 async function prepareSlurm(
   options: LoadEnvOptions,
-  common: InstanceSpec,
+  common: ServeSpec,
   limits: Pick<InstanceSpec, "memoryBytes" | "cpus">,
-): Promise<{ runtimes: Runtime[]; spec: InstanceSpec }> {
+): Promise<{ runtimes: Runtime[]; spec: ServeSpec }> {
   const sbatchArgs = options.slurm?.sbatchArgs ?? [];
   if (options.image !== undefined) {
     const runtime = new SlurmRuntime({ container: "docker", sbatchArgs });
@@ -295,10 +288,10 @@ async function prepareSlurm(
  */
 async function startReplicas(
   runtimes: readonly Runtime[],
-  spec: InstanceSpec,
+  spec: ServeSpec,
   replicas: number,
   options: OperationOptions,
-): Promise<Instance[]> {
+): Promise<ServingInstance[]> {
   const specs = Array.from({ length: replicas }, (_, i) => ({
     ...spec,
     ...(replicas > 1 ? { name: `${spec.name}-${i}` } : {}),

@@ -1,7 +1,7 @@
 import { InstancePool } from "../pool/instance-pool.js";
 import { createLoadBalancer } from "../pool/load-balancer.js";
 import type { LoadBalanceStrategy } from "../pool/load-balancer.js";
-import type { Instance } from "../runtime/instance.js";
+import type { ServingInstance } from "../runtime/instance.js";
 import type { RemoteMethods } from "./environment.js";
 import { Environment } from "./environment.js";
 import { registerEnvironment, unregisterEnvironment } from "./registry.js";
@@ -15,7 +15,7 @@ export const DEFAULT_CALL_TIMEOUT_MS = 300_000;
 /** Wraps running instances into a registered environment behind the method proxy. */
 export function openEnvironment<M extends object>(
   name: string,
-  instances: readonly Instance[],
+  instances: readonly ServingInstance[],
   options: {
     cleanup: boolean;
     loadBalance?: LoadBalanceStrategy | undefined;

@@ -1,7 +1,7 @@
 import { Agent } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { SshHost } from "./ssh-host.js";
+import type { Host } from "./host.js";
 
 /**
  * An HTTP agent whose connections are `docker system dial-stdio` channels of one SSH
@@ -9,8 +9,9 @@ import type { SshHost } from "./ssh-host.js";
  * handshake per call.
  */
 export class SshDockerAgent extends Agent {
-  constructor(private readonly host: SshHost) {
-    super({ keepAlive: true, maxSockets: 32 });
+  constructor(private readonly host: Host) {
+    // idle channels kept for the next call, each holding one of the connection's sessions
+    super({ keepAlive: true, maxSockets: 32, maxFreeSockets: 4 });
   }
 
   override createConnection(

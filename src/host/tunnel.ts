@@ -1,7 +1,7 @@
 import { createServer } from "node:net";
 import type { AddressInfo, Server, Socket } from "node:net";
 import { logger } from "../logger.js";
-import type { SshHost } from "./ssh-host.js";
+import type { Host } from "./host.js";
 
 /** A local port that leads, through the host's SSH connection, to an address only the host reaches. */
 export interface Tunnel {
@@ -15,7 +15,7 @@ export interface Tunnel {
  * `target:port` on the host. Nothing is opened on the remote host; the tunnel survives
  * reconnects of the SSH connection (each new TCP connection asks for a live one).
  */
-export async function openTunnel(host: SshHost, target: string, port: number): Promise<Tunnel> {
+export async function openTunnel(host: Host, target: string, port: number): Promise<Tunnel> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
     sockets.add(socket);
@@ -24,9 +24,9 @@ export async function openTunnel(host: SshHost, target: string, port: number): P
       (channel) => {
         socket.pipe(channel).pipe(socket);
         channel.once("close", () => socket.destroy());
-        socket.once("close", () => channel.close());
+        socket.once("close", () => channel.destroy());
         channel.on("error", () => socket.destroy());
-        socket.on("error", () => channel.close());
+        socket.on("error", () => channel.destroy());
       },
       (err: Error) => {
         logger.debug({ host: host.label, target, err: err.message }, "tunnel connection failed");

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { configuredBaseImage, rewriteBaseImage } from "../config.js";
 import type { EnvType } from "../runtime/instance.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
-import { connectionFromEnv, dockerClient } from "../runtime/docker/docker-connection.js";
+import { imageRuntime } from "../runtime/resolve-runtime.js";
 import { SERVER_FILE_NAME, serverScriptPath } from "../server/server-files.js";
 import type { OperationOptions } from "../util/deadline.js";
 import { Deadline } from "../util/deadline.js";
@@ -16,10 +16,9 @@ import {
   defaultDockerfile,
   serverLayerDockerfile,
 } from "./dockerfiles.js";
-import { readEnvFolder } from "./env-folder.js";
-import type { EnvFolder } from "./env-folder.js";
+import { readEnvFolder } from "../runtime/env-folder.js";
+import type { EnvFolder } from "../runtime/env-folder.js";
 import { imageRefSchema } from "./image-ref.js";
-import { runBuild } from "./run-build.js";
 
 /** Options of `buildImageFromEnv`; the names are the Python affinetes' ones. */
 export interface BuildImageOptions extends OperationOptions {
@@ -67,31 +66,31 @@ export async function buildImageFromEnv(options: BuildImageOptions): Promise<str
   parseOptions(schema, stripFunctions(options), "build options");
   const folder = await readEnvFolder(options.envPath, options.envType);
   const baseImage = rewriteBaseImage(options.baseImage ?? configuredBaseImage());
-  const docker = dockerClient(options.docker ?? connectionFromEnv());
   const deadline = new Deadline(`building ${options.imageTag}`, options);
   const baseTag = baseStageTag(options.imageTag);
-
-  await runBuild(docker, await userStageContext(folder, baseImage), {
-    tag: baseTag,
-    nocache: options.nocache,
-    buildargs: { BASE_IMAGE: baseImage, ...options.buildargs },
-    quiet: options.quiet,
+  const common = {
+    nocache: options.nocache ?? false,
+    quiet: options.quiet ?? false,
     onProgress: options.onProgress,
-    deadline,
-  });
-
-  const server = await readFile(serverScriptPath(), "utf8");
-  await runBuild(
-    docker,
-    filesContext({ Dockerfile: serverLayerDockerfile(baseTag, folder.envType), [SERVER_FILE_NAME]: server }),
-    {
-      tag: options.imageTag,
-      nocache: options.nocache,
-      quiet: options.quiet,
-      onProgress: options.onProgress,
-      deadline,
-    },
-  );
+    ...(deadline.signal ? { signal: deadline.signal } : {}),
+  };
+  const runtime = imageRuntime(options.docker);
+  try {
+    deadline.check();
+    await runtime.images.build({
+      ...common,
+      context: await userStageContext(folder, baseImage),
+      tag: baseTag,
+      buildargs: { BASE_IMAGE: baseImage, ...options.buildargs },
+    });
+    const server = await readFile(serverScriptPath(), "utf8");
+    const layer = { Dockerfile: serverLayerDockerfile(baseTag, folder.envType), [SERVER_FILE_NAME]: server };
+    await runtime.images.build({ ...common, context: filesContext(layer), tag: options.imageTag });
+  } catch (err) {
+    throw deadline.fired ? deadline.error(err) : err; // the whole build's deadline, not one stage's
+  } finally {
+    await runtime.close();
+  }
   return options.imageTag;
 }
 

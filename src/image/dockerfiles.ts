@@ -1,7 +1,7 @@
 import { SERVER_PORT } from "../config.js";
 import { SERVER_FILE_NAME } from "../server/server-files.js";
 import type { EnvType } from "../runtime/instance.js";
-import type { EnvFolder } from "./env-folder.js";
+import type { EnvFolder } from "../runtime/env-folder.js";
 
 /** Folder of the build context holding the environment when the Dockerfile is generated. */
 export const DEFAULT_CONTEXT_DIR = "app";

@@ -3,9 +3,11 @@ import { createReadStream, readFileSync, statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { z } from "zod";
 import { rewriteBaseImage } from "../config.js";
-import { InfrastructureError, RuntimeUnavailableError, ValidationError } from "../errors.js";
+import { ValidationError } from "../errors.js";
 import type { DockerConnection } from "../runtime/docker/docker-connection.js";
-import { connectionFromEnv, openEngine } from "../runtime/docker/docker-connection.js";
+import { connectionFromEnv } from "../runtime/docker/docker-connection.js";
+import { imageRuntime } from "../runtime/resolve-runtime.js";
+import type { RuntimeImages } from "../runtime/runtime-images.js";
 import type { OperationOptions } from "../util/deadline.js";
 import { Deadline } from "../util/deadline.js";
 import { shellQuote } from "../util/shell-quote.js";
@@ -17,7 +19,6 @@ import { escapeCharOf, jsonWord, quotedWord, rewriteFromLines, runInstruction } 
 import type { ContextEntry } from "./image-context.js";
 import { hashContext, hashPackedContext, listFolder, listPath, packContext } from "./image-context.js";
 import { imageRefSchema } from "./image-ref.js";
-import { runBuild } from "./run-build.js";
 
 /** Options of `Image.build`. */
 export interface ImageBuildOptions extends OperationOptions {
@@ -260,10 +261,12 @@ export class Image {
     const dockerfile = this.dockerfile();
     const entries = await deadline.run(() => this.contextEntries());
     const tag = tagOf(await deadline.run(() => hashContext(dockerfile, entries)));
-    const connection = options.docker ?? connectionFromEnv();
     return inFlight.join(
-      `${JSON.stringify(connection)} ${tag}`,
-      (signal, emit) => ensureImage(connection, tag, () => packContext(dockerfile, entries), signal, emit),
+      `${JSON.stringify(options.docker ?? connectionFromEnv())} ${tag}`,
+      (signal, emit) =>
+        withImages(options.docker, (images) =>
+          ensureImage(images, tag, () => packContext(dockerfile, entries), signal, emit),
+        ),
       { deadline, onProgress: options.onProgress },
     );
   }
@@ -313,15 +316,16 @@ export class Image {
 }
 
 /**
- * Builds a packed context received from a client (the control plane's `/v1/images`):
- * its content hash must be `hash` (checked from the tar itself, so no client can put
- * other content under an image's tag), then it is built once, as `Image.build` would.
- * `tarFile` is a file holding the context. Returns the tag.
+ * Builds a packed context received from a client (the control plane's `/v1/images`) on
+ * `images`: its content hash must be `hash` (checked from the tar itself, so no client
+ * can put other content under an image's tag), then it is built once, as `Image.build`
+ * would. `tarFile` is a file holding the context. Returns the tag.
  */
 export async function buildPackedImage(
+  images: RuntimeImages,
   hash: string,
   tarFile: string,
-  options: Omit<ImageBuildOptions, "onProgress"> = {},
+  options: OperationOptions = {},
 ): Promise<string> {
   if (!/^[0-9a-f]{64}$/.test(hash)) throw new ValidationError("hash", "a sha256 in hex (64 characters)");
   const deadline = new Deadline("building an image", options);
@@ -332,10 +336,9 @@ export async function buildPackedImage(
       `the context's content hash is ${actual}, not the ${hash} it was sent as`,
     );
   const tag = tagOf(hash);
-  const connection = options.docker ?? connectionFromEnv();
   return inFlight.join(
-    `${JSON.stringify(connection)} ${tag}`,
-    (signal, emit) => ensureImage(connection, tag, () => createReadStream(tarFile), signal, emit),
+    `images#${identity(images)} ${tag}`,
+    (signal, emit) => ensureImage(images, tag, () => createReadStream(tarFile), signal, emit),
     { deadline },
   );
 }
@@ -345,47 +348,39 @@ export function tagOf(hash: string): string {
   return `${TAG_REPOSITORY}/${hash.slice(0, 16)}:latest`;
 }
 
-/** Builds `tag` on the engine unless an image of that tag exists there. */
+/** Builds `tag` unless an image of that tag exists there. */
 async function ensureImage(
-  connection: DockerConnection,
+  images: RuntimeImages,
   tag: string,
   context: () => Readable,
   signal: AbortSignal,
   emit: (line: string) => void,
 ): Promise<string> {
-  const engine = openEngine(connection);
+  if (await images.has(tag)) return tag;
+  await images.build({ context: context(), tag, nocache: false, quiet: true, onProgress: emit, signal });
+  return tag;
+}
+
+/** Runs `fn` with the images of the engine `connection` names, released after. */
+async function withImages<T>(
+  connection: DockerConnection | undefined,
+  fn: (images: RuntimeImages) => Promise<T>,
+): Promise<T> {
+  const runtime = imageRuntime(connection);
   try {
-    try {
-      await engine.docker.getImage(tag).inspect();
-      return tag;
-    } catch (err) {
-      const status = (err as { statusCode?: number }).statusCode;
-      if (status === undefined && !signal.aborted) {
-        throw new RuntimeUnavailableError(
-          "docker",
-          `the Docker engine does not answer (${(err as Error).message})`,
-          {
-            cause: err,
-          },
-        );
-      }
-      if (status !== 404) {
-        throw new InfrastructureError(`could not inspect image ${tag}: ${(err as Error).message}`, {
-          cause: err,
-        });
-      }
-    }
-    await runBuild(engine.docker, context(), {
-      tag,
-      nocache: false,
-      quiet: true,
-      onProgress: emit,
-      deadline: new Deadline(`building ${tag}`, { signal }),
-    });
-    return tag;
+    return await fn(runtime.images);
   } finally {
-    engine.release();
+    await runtime.close();
   }
+}
+
+/** A number per images object, so builds on one engine share their flights. */
+const identities = new WeakMap<RuntimeImages, number>();
+let identified = 0;
+function identity(images: RuntimeImages): number {
+  let id = identities.get(images);
+  if (id === undefined) identities.set(images, (id = ++identified));
+  return id;
 }
 
 function packageArgs(packages: readonly string[]): string {

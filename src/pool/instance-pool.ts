@@ -1,5 +1,5 @@
 import { CallAbortedError, CallTimeoutError, ConnectionError, NoHealthyInstanceError } from "../errors.js";
-import type { Instance } from "../runtime/instance.js";
+import type { ServingInstance } from "../runtime/instance.js";
 import type { CallOptions, MethodInfo } from "../transport/method-client.js";
 import { HealthMonitor } from "./health-monitor.js";
 import type { LoadBalancer } from "./load-balancer.js";
@@ -35,14 +35,14 @@ export class InstancePool {
   private readonly monitor: HealthMonitor;
 
   constructor(
-    instances: readonly Instance[],
+    instances: readonly ServingInstance[],
     private readonly balancer: LoadBalancer,
   ) {
     this.members = instances.map((instance, index) => new PoolMember(index, instance));
     this.monitor = new HealthMonitor(this.members);
   }
 
-  get instances(): readonly Instance[] {
+  get instances(): readonly ServingInstance[] {
     return this.members.map((m) => m.instance);
   }
 

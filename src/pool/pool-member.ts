@@ -1,6 +1,6 @@
-import type { Instance } from "../runtime/instance.js";
+import type { ServingInstance } from "../runtime/instance.js";
 import { HttpClient } from "../transport/http-client.js";
-import { readinessClient } from "../runtime/wait-for-ready.js";
+import { readinessClient } from "../runtime/readiness/http-health.js";
 import type { CallOptions } from "../transport/method-client.js";
 import { MethodClient } from "../transport/method-client.js";
 import { ConnectionError } from "../errors.js";
@@ -38,7 +38,7 @@ export class PoolMember implements BalancerCandidate {
 
   constructor(
     readonly index: number,
-    readonly instance: Instance,
+    readonly instance: ServingInstance,
   ) {
     this.client = this.newClient();
     this.prober = readinessClient(this.instance.endpoint(), this.instance.authToken);

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Principal } from "../auth/principals.js";
 import { InstanceGoneError, NotFoundError, UnsupportedError, ValidationError } from "../errors.js";
-import { sanitizeName } from "../image/env-folder.js";
+import { sanitizeName } from "../runtime/instance-name.js";
 import type { Instance } from "../runtime/instance.js";
 import { LABELS } from "../runtime/labels.js";
 import type { NetworkPolicy } from "../runtime/network-policy.js";

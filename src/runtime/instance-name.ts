@@ -11,3 +11,12 @@ export function validateInstanceName(name: string, option = "containerName"): vo
     );
   }
 }
+
+/** A name usable for containers, images and state folders, made of any text. */
+export function sanitizeName(raw: string): string {
+  const name = raw
+    .toLowerCase()
+    .replace(/[^a-z0-9_.-]+/g, "-")
+    .replace(/^[^a-z0-9]+/, "");
+  return name || "env";
+}

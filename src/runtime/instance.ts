@@ -1,100 +1,18 @@
-import type { OperationOptions } from "../util/deadline.js";
-import type { NetworkPolicy } from "./network-policy.js";
+import { UnsupportedError } from "../errors.js";
+import type { ExecOptions, ExecResult } from "../util/exec-result.js";
+import type { EnvType, InstanceKind, InstanceSpec, RuntimeKind } from "./instance-spec.js";
 
-/** How an environment serves calls: through the injected server, or its own HTTP app. */
-export type EnvType = "function_based" | "http_based";
-
-/** The implementations of the runtime extension point. */
-export type RuntimeKind = "process" | "docker" | "slurm";
-
-/** Restart policy of an instance; `always` brings a crashed container back. */
-export type RestartPolicy = "no" | "always" | "on-failure" | "unless-stopped";
-
-/** What to start. A runtime reads the fields that apply to it. */
-export interface InstanceSpec {
-  /** Image tag or id (docker). */
-  image?: string;
-  /** Environment folder holding `env.py` (process). */
-  envPath?: string;
-  /** Instance name. */
-  name?: string;
-  /**
-   * Whether it runs the method server (default true). False makes a shell sandbox: kept
-   * alive by an idle shell, ready once running, driven through `exec` (the rollout
-   * service's instances); `endpoint()` then throws.
-   */
-  serve?: boolean;
-  /** Working directory of a sandbox's commands (docker: the container's; process: default a fresh folder). */
-  workdir?: string;
-  /**
-   * Adopt a running instance of this name when it runs the same image (default true when
-   * a name is given). False skips the lookup: the name is known to be new.
-   */
-  reuse?: boolean;
-  /** Logical environment name, recorded in labels. */
-  envName: string;
-  /** Overrides the detected type. */
-  envType?: EnvType;
-  /** Environment variables for the instance. */
-  envVars?: Readonly<Record<string, string>>;
-  /** Memory limit in bytes (swap included: the limit means what it says). */
-  memoryBytes?: number;
-  /** CPU limit in cores, e.g. 1.5 (docker). */
-  cpus?: number;
-  /** Restart policy (docker); default `always`. */
-  restartPolicy?: RestartPolicy;
-  /** Extra labels, recorded alongside affinetes' own. */
-  labels?: Readonly<Record<string, string>>;
-  /** Remove an existing instance of the same name and start anew. */
-  forceRecreate?: boolean;
-  /** Pull the image first, falling back to the local image when the pull fails (docker). */
-  pull?: boolean;
-  /** The instance outlives its client: exit handlers and garbage collection leave it alone. */
-  keep?: boolean;
-  /**
-   * A task (with `serve: false`): instead of idling, the instance runs `command` (`sh -c`)
-   * or, without one, the image's own command, and may exit; it is ready once started
-   * (docker).
-   */
-  task?: { command?: string };
-  /** Host folders mounted into the instance (docker). */
-  mounts?: ReadonlyArray<{ source: string; target: string; readOnly?: boolean }>;
-  /** Container ports published on 127.0.0.1 of the engine's host, each on a free port (docker). */
-  ports?: readonly number[];
-  /**
-   * What the instance may reach on the network (default `"full"`). Runtimes that cannot
-   * hold a policy refuse any other value rather than ignore it.
-   */
-  network?: NetworkPolicy;
-  /**
-   * The token the method server requires (`Authorization: Bearer`), handed to it in
-   * `AFFINETES_AUTH_TOKEN`; the runtime keeps it where only the owner reads it, so a later
-   * client finds it with the instance (`Instance.authToken`). Absent: the server answers
-   * anyone. `loadEnv` gives each instance a new one.
-   */
-  authToken?: string;
-  /** Extra arguments of the scheduler's submit command, e.g. `["--partition=gpu", "--time=1:00:00"]` (slurm). */
-  schedulerArgs?: readonly string[];
-}
-
-/** Options of `Instance.exec`. */
-export interface ExecOptions extends OperationOptions {
-  cwd?: string;
-  env?: Readonly<Record<string, string>>;
-  /** Cap of each of stdout and stderr (default 10 MiB); past it the head and tail are kept. */
-  maxOutputBytes?: number;
-}
-
-/** The outcome of a command run in an instance. */
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-  /** True when the command was stopped by its `timeoutMs`; the output is what it wrote until then. */
-  timedOut: boolean;
-  /** True when stdout or stderr passed `maxOutputBytes` and their middle was dropped. */
-  truncated: boolean;
-}
+export type { ExecOptions, ExecResult } from "../util/exec-result.js";
+export type {
+  EnvType,
+  InstanceKind,
+  InstanceSpec,
+  RestartPolicy,
+  RuntimeKind,
+  SandboxSpec,
+  ServeSpec,
+  TaskSpec,
+} from "./instance-spec.js";
 
 /** Lifecycle events an instance reports: it exited (crashed, was killed) or (re)started. */
 export type InstanceEvent = "exited" | "started";
@@ -116,29 +34,18 @@ export interface InstanceInfo {
   keep: boolean;
 }
 
-/**
- * A running environment instance. `stop()` is idempotent; disposing stops it.
- */
-export interface Instance extends AsyncDisposable {
+/** What every kind of instance does. `stop()` is idempotent; disposing stops it. */
+export interface InstanceBase extends AsyncDisposable {
+  readonly kind: InstanceKind;
   readonly id: string;
   readonly name: string;
   readonly runtime: RuntimeKind;
-  readonly envType: EnvType;
   /** True when `start` adopted an instance that was already running. */
   readonly reused: boolean;
   /** True when the instance outlives its client (`keep`). */
   readonly keep: boolean;
   /** Where it runs: `localhost`, or the host's `ssh://user@host:port`. */
   readonly host: string;
-  /** True when it runs the method server (`endpoint()` answers); false for a shell sandbox. */
-  readonly serves: boolean;
-  /** Base URL of the instance's server, reachable from this process. */
-  endpoint(): string;
-  /**
-   * The token its method server requires, as recorded when it started (adopted and found
-   * instances too); undefined when it takes none. A secret: never logged or listed.
-   */
-  readonly authToken?: string | undefined;
   /** Runs a shell command inside the instance. */
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
   /** The instance's output (stdout and stderr), the last `tail` lines when given. */
@@ -169,4 +76,67 @@ export interface Instance extends AsyncDisposable {
    * handler. Prefer `stop()` everywhere else.
    */
   stopSync(): void;
+}
+
+/** An environment's method server (`loadEnv`'s replicas). */
+export interface ServingInstance extends InstanceBase {
+  readonly kind: "serve";
+  readonly envType: EnvType;
+  /** Base URL of the instance's server, reachable from this process. */
+  endpoint(): string;
+  /**
+   * The token its method server requires, as recorded when it started (adopted and found
+   * instances too); undefined when it takes none. A secret: never logged or listed.
+   */
+  readonly authToken?: string | undefined;
+}
+
+/** A shell sandbox: no server, driven through `exec` (the rollout service's instances). */
+export interface SandboxInstance extends InstanceBase {
+  readonly kind: "sandbox";
+}
+
+/** A command that runs and exits (the control plane's containers, the queue's container processes). */
+export interface TaskInstance extends InstanceBase {
+  readonly kind: "task";
+  /** Waits for it to exit; returns its exit code (at once when it has already exited). */
+  wait(options?: { signal?: AbortSignal }): Promise<number>;
+  /** The ports of `spec.ports` as reached from this machine: port → `host:port`. */
+  publishedPorts(): Promise<Record<number, string>>;
+}
+
+/** An instance of any kind; `kind` tells which. */
+export type Instance = ServingInstance | SandboxInstance | TaskInstance;
+
+/** The kind of instance `Runtime.start` returns for a spec of type `S`. */
+export type InstanceOf<S extends InstanceSpec> = S extends { task: object }
+  ? TaskInstance
+  : S extends { serve: false }
+    ? SandboxInstance
+    : S extends { serve?: true; envName: string } // envName: not a weak type, which nothing would match
+      ? ServingInstance
+      : Instance;
+
+/**
+ * What a runtime's instance class implements: every kind's methods, `kind` saying which
+ * apply (a sandbox's `endpoint()` throws). Callers see it through `asInstance`, typed by kind.
+ */
+export interface RuntimeInstance extends InstanceBase {
+  readonly envType: EnvType;
+  endpoint(): string;
+  readonly authToken?: string | undefined;
+  wait(options?: { signal?: AbortSignal }): Promise<number>;
+  publishedPorts(): Promise<Record<number, string>>;
+}
+
+/** The error of `endpoint()` on an instance that runs no method server. */
+export function noServer(name: string, kind: InstanceKind): UnsupportedError {
+  return new UnsupportedError(
+    `${name} is a ${kind === "task" ? "task" : "shell sandbox"}: it runs no method server`,
+  );
+}
+
+/** A runtime's instance as the kind its `kind` names. */
+export function asInstance(instance: RuntimeInstance): Instance {
+  return instance as Instance;
 }

@@ -1,4 +1,6 @@
 import { hostname } from "node:os";
+import type { InstanceKind, InstanceSpec } from "./instance-spec.js";
+import { instanceKind } from "./instance-spec.js";
 
 /** Label keys affinetes puts on everything it creates, so it never touches anything else. */
 export const LABELS = {
@@ -10,8 +12,10 @@ export const LABELS = {
   keep: "affinetes.keep",
   /** The environment an instance serves: its replicas share this name. */
   pool: "affinetes.pool",
-  /** "false" on shell sandboxes, which run no method server. */
+  /** "false" on shell sandboxes and tasks, which run no method server. */
   serve: "affinetes.serve",
+  /** The instance's kind: `serve`, `sandbox` or `task`. */
+  kind: "affinetes.kind",
 } as const;
 
 /** Labels naming this process as the owner, for garbage collection of dead clients. */
@@ -39,4 +43,27 @@ export function processIsAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/** An instance's kind as its labels record it (those made before the kind label: by `serve`). */
+export function kindOf(labels: Readonly<Record<string, string>> | undefined): InstanceKind {
+  const kind = labels?.[LABELS.kind];
+  if (kind === "serve" || kind === "sandbox" || kind === "task") return kind;
+  return labels?.[LABELS.serve] === "false" ? "sandbox" : "serve";
+}
+
+/** The labels every instance carries: managed, its environment, kind, owner. */
+export function instanceLabels(
+  spec: Pick<InstanceSpec, "labels" | "envName" | "keep" | "serve" | "task">,
+): Record<string, string> {
+  const kind = instanceKind(spec);
+  return {
+    ...spec.labels,
+    [LABELS.managed]: "true",
+    [LABELS.envName]: spec.envName,
+    [LABELS.keep]: String(spec.keep ?? false),
+    [LABELS.serve]: String(kind === "serve"),
+    [LABELS.kind]: kind,
+    ...ownerLabels(),
+  };
 }

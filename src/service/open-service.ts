@@ -4,7 +4,7 @@ import { stateDir } from "../config.js";
 import { ControlPlane } from "../control/control-plane.js";
 import { ApiKeys } from "../auth/principals.js";
 import { ValidationError } from "../errors.js";
-import { DockerRuntime } from "../runtime/docker/docker-runtime.js";
+import { answeringDocker } from "../runtime/resolve-runtime.js";
 import type { NetworkPolicy } from "../runtime/network-policy.js";
 import type { ResourceLimits } from "../rollout/instance-store.js";
 import { ColoniesServer } from "../queue/colonies-server.js";
@@ -64,18 +64,11 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
   const catalog = config.environmentsFile ? EnvironmentCatalog.load(config.environmentsFile) : undefined;
   checkAllowLists(keys, catalog);
   // one engine, asked once: the rollout service's docker instances and the control plane's containers
-  const docker = new DockerRuntime();
-  const dockerAnswers = await docker.ping(2_000).then(
-    () => true,
-    () => false,
-  );
-  const runtimes = await serviceRuntimes(config.runner, {
-    sbatchArgs: config.sbatchArgs,
-    docker: dockerAnswers ? docker : undefined,
-  });
+  const docker = await answeringDocker({}, 2_000);
+  const runtimes = await serviceRuntimes(config.runner, { sbatchArgs: config.sbatchArgs, docker });
   const stores = await openServiceStores(config.db, { queue: Boolean(config.coloniesServerId) }).catch(
     async (err: unknown) => {
-      await docker.close();
+      await docker?.close();
       throw err;
     },
   );
@@ -93,7 +86,7 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
   });
   const control = new ControlPlane({
     store: stores.control,
-    docker: dockerAnswers ? docker : undefined,
+    runtime: docker,
     disksRoot: config.disksDir ?? join(stateDir(), "disks"),
     maxFileBytes: config.maxFileBytes,
     maxContextBytes: config.maxContextBytes,
@@ -120,7 +113,7 @@ export async function openService(config: ServiceConfig): Promise<OpenedService>
       await service.shutdown({ stopInstances });
       await control.close();
       await colonies?.close();
-      await docker.close();
+      await docker?.close();
       await stores.close();
     },
   };

@@ -1,4 +1,3 @@
-import type { DockerRuntime } from "../runtime/docker/docker-runtime.js";
 import { isolationMissing } from "../runtime/process/isolation.js";
 import { ProcessRuntime } from "../runtime/process/process-runtime.js";
 import type { Runtime } from "../runtime/runtime.js";
@@ -19,7 +18,7 @@ const CONFINED = ["bubblewrap", "apptainer", "singularity", "enroot"] as const;
  */
 export async function serviceRuntimes(
   runner: "local" | "slurm",
-  options: { sbatchArgs?: readonly string[]; docker: DockerRuntime | undefined },
+  options: { sbatchArgs?: readonly string[]; docker: Runtime | undefined },
 ): Promise<RuntimeTable> {
   if (runner === "slurm") return slurmRuntimes(options.sbatchArgs ?? []);
   const table: Record<string, Runtime | string> = {

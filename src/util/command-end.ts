@@ -1,3 +1,6 @@
+/** Exit code reported for a command stopped by its timeout, as coreutils `timeout` does. */
+export const TIMEOUT_EXIT_CODE = 124;
+
 /** How long a command's output must stay quiet, once its shell exited, before the call ends. */
 export const QUIET_AFTER_EXIT_MS = 200;
 

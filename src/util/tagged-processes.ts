@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 
 /** The environment variable tagging every process a command in an instance starts. */
 export const INSTANCE_TAG_VARIABLE = "AFFINETES_INSTANCE_TAG";
@@ -16,61 +16,24 @@ export function tagCommand(tag: string, command: string): string {
   return `export ${COMMAND_TAG_VARIABLE}=${tag}; ${command}`;
 }
 
-/**
- * The pids of this user's processes whose environment holds `name=value`. Children
- * inherit the environment, so this finds every process a command started, also those
- * that left its process group (`setsid`, daemons). Linux only; elsewhere none.
- */
-export function taggedProcesses(name: string, value: string): number[] {
-  const needle = Buffer.from(`\0${name}=${value}\0`);
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return [];
-  }
-  const pids: number[] = [];
-  for (const entry of entries) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) continue;
-    try {
-      // a leading NUL lets the first variable match like the others
-      const environ = Buffer.concat([Buffer.from([0]), readFileSync(`/proc/${pid}/environ`)]);
-      if (environ.includes(needle)) pids.push(pid);
-    } catch {
-      // exited meanwhile, or not ours to read
-    }
-  }
-  return pids;
-}
-
 /** Rounds of stopping before the kill: each catches what forked while the last was looked at. */
 const MAX_ROUNDS = 20;
 
 /**
- * Kills every process tagged `name=value`, also those forked while it runs: they are
- * stopped first (a stopped process cannot fork), round after round until a round finds
- * no new one, then all killed. Returns how many there were.
+ * Kills every process on this machine tagged `name=value`, also those forked while it
+ * runs (see `KILL_TAGGED_SCRIPT`, the one kill of tagged processes on every kind of host).
  */
-export function killTagged(name: string, value: string): number {
-  const stopped = new Set<number>();
-  for (let round = 0; round < MAX_ROUNDS; round++) {
-    const fresh = taggedProcesses(name, value).filter((pid) => !stopped.has(pid));
-    if (fresh.length === 0) break;
-    for (const pid of fresh) {
-      send(pid, "SIGSTOP");
-      stopped.add(pid);
-    }
-  }
-  for (const pid of stopped) send(pid, "SIGKILL");
-  return stopped.size;
+export function killTagged(name: string, value: string): void {
+  spawnSync("sh", ["-c", KILL_TAGGED_SCRIPT, "sh", name, value], { stdio: "ignore" });
 }
 
 /**
- * The same kill as `killTagged`, as a POSIX shell script for another machine or a
- * container. Run it as `sh -c SCRIPT sh NAME VALUE`: it kills the processes whose
- * environment or command line holds `NAME=VALUE` (the shell ssh starts for a tagged
- * command carries it in its command line only). It uses GNU grep when there is one (one
+ * Kills every process tagged `name=value`, also those forked while it runs: they are
+ * stopped first (a stopped process cannot fork), round after round until a round finds
+ * no new one, then all killed. A POSIX shell script, so that the same kill runs here, on
+ * another machine and in a container. Run it as `sh -c SCRIPT sh NAME VALUE`: it kills
+ * the processes whose environment or command line holds `NAME=VALUE` (the shell ssh
+ * starts for a tagged command carries it in its command line only). It uses GNU grep when there is one (one
  * pass over /proc, for hosts with many processes), else nothing but `sh` builtins and
  * /proc (any image). Its own command lines never hold the pair (it is passed in two
  * halves, and to grep on stdin), so it never finds itself.
@@ -96,11 +59,3 @@ export const KILL_TAGGED_SCRIPT = [
   '[ "$stopped" = " " ] || kill -KILL $stopped 2>/dev/null',
   "exit 0",
 ].join("\n");
-
-function send(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
-}

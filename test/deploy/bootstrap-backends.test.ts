@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Host } from "../../src/deploy/host.js";
+import type { Host } from "../../src/host/host.js";
 import { BACKEND_NAMES, bootstrapBackend } from "../../src/deploy/bootstrap/index.js";
 import type { BackendName } from "../../src/deploy/bootstrap/index.js";
 import { ValidationError } from "../../src/errors.js";

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Host } from "../../src/deploy/host.js";
+import { Host } from "../../src/host/host.js";
 import { bootstrapBackend, detectBackend } from "../../src/deploy/bootstrap/index.js";
 import type { BackendName, BootstrapOptions, BootstrapReport } from "../../src/deploy/bootstrap/index.js";
 import { AbortedError, CommandError, NotFoundError, TimeoutError } from "../../src/errors.js";

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import {
   chmodSync,
   cpSync,
@@ -13,12 +12,12 @@ import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Host, RemoteProcess, RemoteStat } from "../../src/deploy/host.js";
+import type { ExecResult, HostExecOptions } from "../../src/host/command.js";
+import type { Host } from "../../src/host/host.js";
+import type { RemoteStat } from "../../src/host/host-files.js";
+import { runLocal } from "../../src/host/local-command.js";
 import { bootstrapBackend, detectBackend } from "../../src/deploy/bootstrap/index.js";
 import { CommandError } from "../../src/errors.js";
-import type { ExecOptions, ExecResult } from "../../src/runtime/instance.js";
-import { runShellCommand } from "../../src/util/run-command.js";
-import { shellQuote } from "../../src/util/shell-quote.js";
 import { fixturePath } from "../helpers/paths.js";
 
 const root = mkdtempSync(join(tmpdir(), "affinetes-test-bootstrap-uv-"));
@@ -48,36 +47,10 @@ esac
 
 /** The part of `Host` the bootstrap backends use, run on this machine with its own PATH and HOME. */
 function localHost(env: NodeJS.ProcessEnv): Host {
-  const line = (command: string, options: Pick<ExecOptions, "cwd" | "env">) =>
-    Object.entries(options.env ?? {})
-      .map(([k, v]) => `export ${k}=${shellQuote(v)}; `)
-      .join("") + (options.cwd ? `cd ${shellQuote(options.cwd)} && ${command}` : command);
   const stub = {
     label: "local stand-in host",
-    exec: (command: string, options: ExecOptions = {}): Promise<ExecResult> =>
-      runShellCommand(line(command, options), {
-        env,
-        cwd: env.HOME as string,
-        ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
-      }),
-    spawn: async (
-      command: string,
-      options: Pick<ExecOptions, "cwd" | "env"> = {},
-    ): Promise<RemoteProcess> => {
-      const child = spawn("sh", ["-c", line(command, options)], {
-        env,
-        cwd: env.HOME as string,
-        detached: true,
-      });
-      return {
-        stdin: child.stdin,
-        stdout: child.stdout,
-        stderr: child.stderr,
-        exit: new Promise((resolve) => child.on("close", (code) => resolve(code ?? -1))),
-        kill: () => child.kill("SIGKILL"),
-      };
-    },
+    exec: (command: string, options: HostExecOptions = {}): Promise<ExecResult> =>
+      runLocal(command, { ...options, processEnv: env, cwd: options.cwd ?? (env.HOME as string) }),
     readFile: (path: string) => readFile(path).catch(() => undefined),
     writeFile: (path: string, data: string | Buffer) => writeFile(path, data),
     stat: async (path: string): Promise<RemoteStat | undefined> => {

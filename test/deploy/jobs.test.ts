@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Host } from "../../src/deploy/host.js";
+import { Host } from "../../src/host/host.js";
 import { getJob, listJobs, startJob } from "../../src/deploy/jobs.js";
 import type { Job } from "../../src/deploy/job.js";
 import {

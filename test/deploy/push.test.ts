@@ -14,7 +14,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Host } from "../../src/deploy/host.js";
+import { Host } from "../../src/host/host.js";
 import { pushProject } from "../../src/deploy/push.js";
 import { AbortedError, CommandError, TimeoutError, ValidationError } from "../../src/errors.js";
 import { deployHosts, hasDeployHosts } from "../helpers/deploy-hosts.js";

@@ -11,7 +11,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Host } from "../../src/deploy/host.js";
+import { Host } from "../../src/host/host.js";
 import { syncResults } from "../../src/deploy/sync-results.js";
 import { InfrastructureError, NotFoundError, ValidationError } from "../../src/errors.js";
 import { shellQuote } from "../../src/util/shell-quote.js";

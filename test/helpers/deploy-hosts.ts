@@ -37,25 +37,32 @@ if (problem) console.warn(`[affinetes tests] deploy tests skipped: ${problem} (r
 /** True when the deploy hosts answer. */
 export const hasDeployHosts = problem === undefined;
 
+/** This test process's own established SSH connections to `address:2222`: their local ends. */
+export function ownConnections(address: string): string[] {
+  return sockets("( dport = :2222 )")
+    .filter(([, , , peer, users]) => peer === `${address}:2222` && users?.includes(`pid=${process.pid},`))
+    .map(([, , local]) => local as string);
+}
+
 /**
  * Drops this test process's own SSH connections to `address:2222` (killing the sshd
  * processes serving just them), as a network failure would; other clients of that sshd
  * keep theirs. Returns how many were dropped.
  */
 export function dropConnections(address: string): number {
-  const sockets = (filter: string) =>
-    execFileSync("ss", ["-tnpH", "state", "established", filter], { encoding: "utf8" })
-      .split("\n")
-      .map((line) => line.trim().split(/\s+/))
-      .filter((cols) => cols.length >= 5);
-  // ours: local -> address:2222, owned by this process
-  const mine = sockets("( dport = :2222 )")
-    .filter(([, , , peer, users]) => peer === `${address}:2222` && users?.includes(`pid=${process.pid},`))
-    .map(([, , local]) => local);
+  const mine = ownConnections(address);
   // the sshd side of each: address:2222 -> our local end
   const pids = sockets("( sport = :2222 )")
-    .filter(([, , local, peer]) => local === `${address}:2222` && mine.includes(peer))
+    .filter(([, , local, peer]) => local === `${address}:2222` && mine.includes(peer as string))
     .flatMap(([, , , , users]) => [...(users ?? "").matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
   for (const pid of new Set(pids)) process.kill(pid, "SIGKILL");
   return mine.length;
+}
+
+/** Established TCP sockets matching an `ss` filter, as columns. */
+function sockets(filter: string): string[][] {
+  return execFileSync("ss", ["-tnpH", "state", "established", filter], { encoding: "utf8" })
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols.length >= 5);
 }

@@ -3,7 +3,7 @@ import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HostConnectionError, buildImageFromEnv, cleanupAllEnvironments, loadEnv } from "../../src/index.js";
-import { SshHost } from "../../src/host/ssh-host.js";
+import { Host as SshHost } from "../../src/host/host.js";
 import { fixturePath } from "../helpers/paths.js";
 import { afs } from "../helpers/afs.js";
 import {

@@ -2,14 +2,14 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConnectionError, InstancePool, createLoadBalancer } from "../../src/index.js";
-import type { ExecResult, Instance, InstanceEvent } from "../../src/index.js";
+import type { ExecResult, InstanceEvent, ServingInstance } from "../../src/index.js";
 
 /**
  * Failover logic of the pool, against real local HTTP servers: one answers like the
  * method server, one drops every request after reading it, and one port refuses
  * connections. The instances are stand-ins: this tests the pool, not a runtime.
  */
-function standIn(name: string, endpoint: string): Instance {
+function standIn(name: string, endpoint: string): ServingInstance {
   return {
     id: name,
     name,
@@ -18,7 +18,7 @@ function standIn(name: string, endpoint: string): Instance {
     reused: false,
     keep: false,
     host: "localhost",
-    serves: true,
+    kind: "serve",
     detach: async () => {},
     endpoint: () => endpoint,
     exec: async (): Promise<ExecResult> => ({

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { UnsupportedError } from "../../src/errors.js";
-import type { Instance, InstanceSpec } from "../../src/runtime/instance.js";
+import type { InstanceOf, InstanceSpec } from "../../src/runtime/instance.js";
 import type { NetworkPolicy } from "../../src/runtime/network-policy.js";
 import { ProcessRuntime } from "../../src/runtime/process/process-runtime.js";
 import type { Runtime } from "../../src/runtime/runtime.js";
@@ -20,16 +20,20 @@ import { openInstanceStore } from "../../src/rollout/store/sql-instance-store.js
  */
 class RecordingRuntime implements Runtime {
   readonly kind = "process" as const;
+  readonly host = "localhost";
+  readonly images = undefined;
   readonly specs: InstanceSpec[] = [];
   refuse = false;
   private readonly inner = new ProcessRuntime();
 
-  async start(spec: InstanceSpec): Promise<Instance> {
+  async start<S extends InstanceSpec>(spec: S): Promise<InstanceOf<S>> {
     this.specs.push(spec);
     if (this.refuse && spec.network !== "full")
       throw new UnsupportedError(`this runtime cannot hold network ${JSON.stringify(spec.network)}`);
     return this.inner.start(spec);
   }
+  ping = () => this.inner.ping();
+  attach = (id: string) => this.inner.attach(id);
   list = () => this.inner.list();
   find = (pool: string) => this.inner.find(pool);
   removeAll = (pool?: string) => this.inner.removeAll(pool);

@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InstanceStartError } from "../../src/index.js";
-import type { Instance, InstanceSpec, Runtime } from "../../src/index.js";
+import { randomBytes } from "node:crypto";
+import { InstanceStartError, Wait } from "../../src/index.js";
+import type {
+  Instance,
+  InstanceSpec,
+  Runtime,
+  SandboxSpec,
+  ServeSpec,
+  ServingInstance,
+  TaskSpec,
+} from "../../src/index.js";
 import { HttpClient } from "../../src/transport/http-client.js";
 import { processesRunning } from "../helpers/processes.js";
 import { until } from "../helpers/until.js";
@@ -10,16 +19,16 @@ export interface ConformanceTarget {
   /** Creates the runtime under test; called once per suite. */
   runtime: () => Promise<Runtime>;
   /** A spec of a function-based environment (the calculator example) for this runtime. */
-  spec: (overrides?: Partial<InstanceSpec>) => InstanceSpec;
+  spec: (overrides?: Partial<ServeSpec>) => ServeSpec;
   /** A spec of test/fixtures/broken-env, whose env.py raises at import. */
   brokenSpec: () => InstanceSpec;
-  /** A shell sandbox (serve: false) whose commands run in `workdir`. */
-  sandboxSpec: (workdir: string) => InstanceSpec;
+  /** A shell sandbox (serve: false) whose commands run in `workdir`; with `task`, a task there. */
+  sandboxSpec: (workdir: string) => SandboxSpec;
   /** A folder the sandbox may use as its working directory. */
   sandboxWorkdir: () => string;
 }
 
-async function health(instance: Instance): Promise<number> {
+async function health(instance: ServingInstance): Promise<number> {
   const http = new HttpClient(instance.endpoint());
   try {
     return (await http.request({ method: "GET", path: "/health" })).status;
@@ -33,7 +42,7 @@ export function runtimeConformance(target: ConformanceTarget): void {
   describe(`runtime conformance: ${target.name}`, () => {
     let runtime: Runtime;
     const started: Instance[] = [];
-    const start = async (overrides?: Partial<InstanceSpec>) => {
+    const start = async (overrides?: Partial<ServeSpec>) => {
       const instance = await runtime.start(target.spec(overrides), { timeoutMs: 60_000 });
       started.push(instance);
       return instance;
@@ -51,6 +60,7 @@ export function runtimeConformance(target: ConformanceTarget): void {
     it("starts a ready instance whose endpoint answers /health", async () => {
       const instance = await start();
       expect(instance.runtime).toBe(runtime.kind);
+      expect(instance.kind).toBe("serve");
       expect(instance.envType).toBe("function_based");
       expect(instance.reused).toBe(false);
       expect(await health(instance)).toBe(200);
@@ -135,7 +145,8 @@ export function runtimeConformance(target: ConformanceTarget): void {
       const found = await runtime.find(pool);
       expect(found.map((i) => i.id)).toEqual([a.id, b.id]);
       expect(found.every((i) => i.reused)).toBe(true);
-      expect(await health(found[1] as Instance)).toBe(200);
+      expect(found.every((i) => i.kind === "serve")).toBe(true);
+      expect(await health(found[1] as ServingInstance)).toBe(200);
       expect((await runtime.list()).find((i) => i.id === a.id)?.pool).toBe(pool);
       expect(await runtime.find(`${pool}-missing`)).toEqual([]);
     });
@@ -164,8 +175,9 @@ export function runtimeConformance(target: ConformanceTarget): void {
         labels: { "affinetes.pool": "sandbox-pool" },
       });
       started.push(sandbox);
-      expect(sandbox.serves).toBe(false);
-      expect(() => sandbox.endpoint()).toThrow(/shell sandbox/);
+      expect(sandbox.kind).toBe("sandbox");
+      // a sandbox has no endpoint() in its type; a caller that goes around the type still gets a clear error
+      expect(() => (sandbox as unknown as ServingInstance).endpoint()).toThrow(/shell sandbox/);
       expect(await sandbox.isRunning()).toBe(true);
       expect(await sandbox.exec("pwd; echo $GREETING", { env: { GREETING: "hi" } })).toMatchObject({
         stdout: `${workdir}\nhi\n`,
@@ -191,6 +203,74 @@ export function runtimeConformance(target: ConformanceTarget): void {
       expect(await until(() => processesRunning(["sleep", seconds]) === 0, 10_000)).toBe(true);
       await expect(sandbox.exec("true")).rejects.toThrow();
       expect((await runtime.list()).find((i) => i.id === sandbox.id)).toBeUndefined();
+    });
+
+    const taskSpec = (command: string, extra: Partial<InstanceSpec> = {}): TaskSpec => ({
+      ...target.sandboxSpec(target.sandboxWorkdir()),
+      ...extra,
+      serve: false,
+      task: { command },
+    });
+    const marker = () => `/tmp/affinetes-ready-${process.pid}-${randomBytes(4).toString("hex")}`;
+
+    it("runs tasks: started at once, wait() gives the exit code, the output stays in the logs", async () => {
+      const task = await runtime.start(taskSpec("echo task-out; sleep 1; exit 3"), { timeoutMs: 60_000 });
+      started.push(task);
+      expect(task.kind).toBe("task");
+      expect(await task.wait()).toBe(3);
+      expect(await task.isRunning()).toBe(false);
+      expect(await until(async () => (await task.logs()).includes("task-out"), 10_000)).toBe(true);
+      expect(await task.publishedPorts()).toEqual({});
+      expect((await runtime.attach(task.id))?.kind).toBe("task");
+      await task.stop();
+      expect((await runtime.list()).find((i) => i.id === task.id)).toBeUndefined();
+    });
+
+    it("readiness: a log line, a command succeeding, the exit", async () => {
+      const line = await runtime.start(
+        {
+          ...taskSpec("echo booting; sleep 1; echo ready-now; sleep 60"),
+          readiness: Wait.forLogLine("ready-now"),
+        },
+        { timeoutMs: 60_000 },
+      );
+      started.push(line);
+      expect(await line.logs()).toContain("ready-now");
+      const file = marker();
+      const command = await runtime.start(
+        { ...taskSpec(`sleep 1; touch ${file}; sleep 60`), readiness: Wait.forCommand(`test -e ${file}`) },
+        { timeoutMs: 60_000 },
+      );
+      started.push(command);
+      expect((await command.exec(`test -e ${file}`)).exitCode).toBe(0);
+      await command.exec(`rm -f ${file}`);
+      const once = await runtime.start(
+        { ...taskSpec("sleep 1; exit 0"), readiness: Wait.forExit() },
+        { timeoutMs: 60_000 },
+      );
+      started.push(once);
+      expect(await once.isRunning()).toBe(false);
+      expect(await once.wait()).toBe(0);
+    });
+
+    it("readiness that fails stops the start with a start error, leaving nothing behind", async () => {
+      const failing = await runtime
+        .start({ ...taskSpec("exit 4"), readiness: Wait.forExit() }, { timeoutMs: 60_000 })
+        .catch((e: unknown) => e);
+      expect(failing).toBeInstanceOf(InstanceStartError);
+      expect((failing as Error).message).toMatch(/exited with code 4/);
+      const never = await runtime
+        .start(
+          { ...target.sandboxSpec(target.sandboxWorkdir()), readiness: Wait.forCommand("false") },
+          { timeoutMs: 10_000 },
+        )
+        .catch((e: unknown) => e);
+      expect(never).toBeInstanceOf(InstanceStartError);
+      expect((never as Error).message).toMatch(/not ready: false exited with code 1/);
+      for (const error of [failing, never]) {
+        const name = (error as InstanceStartError).instance;
+        expect((await runtime.list()).find((i) => i.name === name)).toBeUndefined();
+      }
     });
 
     it("honours an abort signal while starting", async () => {

@@ -10,12 +10,11 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SshHost } from "../../src/host/ssh-host.js";
+import { Host } from "../../src/host/host.js";
 import type { ExecResult, Instance } from "../../src/runtime/instance.js";
 import { DockerRuntime } from "../../src/runtime/docker/docker-runtime.js";
 import { ProcessRuntime } from "../../src/runtime/process/process-runtime.js";
 import { SlurmRuntime } from "../../src/runtime/slurm/slurm-runtime.js";
-import { runShellCommand } from "../../src/util/run-command.js";
 import { killAndWait } from "../helpers/client-process.js";
 import { deployHosts, hasDeployHosts } from "../helpers/deploy-hosts.js";
 import { hasDocker, testBaseImage } from "../helpers/docker.js";
@@ -137,8 +136,8 @@ function timeoutAttacks(name: string, skip: boolean, open: () => Promise<Target>
   });
 }
 
-timeoutAttacks("a plain local command (runShellCommand)", false, async () => ({
-  run: (command, timeoutMs) => runShellCommand(command, timeoutMs === undefined ? {} : { timeoutMs }),
+timeoutAttacks("a plain local command (Host.local())", false, async () => ({
+  run: (command, timeoutMs) => Host.local().exec(command, timeoutMs === undefined ? {} : { timeoutMs }),
   close: async () => {},
 }));
 
@@ -180,7 +179,7 @@ timeoutAttacks(
 );
 
 timeoutAttacks(`an SSH host (${deployHosts[0].url})`, !hasDeployHosts, async () => {
-  const host = await SshHost.connect(deployHosts[0].url);
+  const host = await Host.connect(deployHosts[0].url);
   return {
     run: (command, timeoutMs) => host.exec(command, timeoutMs === undefined ? {} : { timeoutMs }),
     close: async () => host.close(),

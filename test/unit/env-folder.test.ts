@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { detectEnvType, readEnvFolder, sanitizeName } from "../../src/image/env-folder.js";
+import { detectEnvType, readEnvFolder } from "../../src/runtime/env-folder.js";
+import { sanitizeName } from "../../src/runtime/instance-name.js";
 import { ValidationError } from "../../src/errors.js";
 import { examplePath } from "../helpers/paths.js";
 

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { closeAll, runtimesFor } from "../../environment/connect-env.js";
+import { closeAll, searchRuntimes } from "../../runtime/resolve-runtime.js";
 import { collect } from "../parse-values.js";
 import type { InstanceInfo } from "../../runtime/instance.js";
 import type { OutputFactory } from "../output.js";
@@ -17,7 +17,7 @@ export function lsCommand(output: OutputFactory): Command {
     .action(async (flags: { json?: boolean; host: string[] }) => {
       const out = output(flags);
       const infos: InstanceInfo[] = [];
-      const runtimes = await runtimesFor({ hosts: flags.host });
+      const runtimes = await searchRuntimes({ hosts: flags.host });
       try {
         for (const runtime of runtimes) {
           infos.push(...(await runtime.list()));

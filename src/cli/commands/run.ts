@@ -1,9 +1,9 @@
 import { Command, Option } from "commander";
 import { buildImageFromEnv } from "../../image/build-image.js";
-import { readEnvFolder } from "../../image/env-folder.js";
+import { readEnvFolder } from "../../runtime/env-folder.js";
 import { loadEnv } from "../../environment/load-env.js";
 import type { LoadEnvOptions } from "../../environment/load-env.js";
-import { runtimesFor } from "../../environment/connect-env.js";
+import { resolveRuntimeKind } from "../../runtime/resolve-runtime.js";
 import { UsageError } from "../exit-codes.js";
 import type { Output, OutputFactory } from "../output.js";
 import { collect, parseKeyValues, parsePositiveInt, readDotEnv } from "../parse-values.js";
@@ -100,10 +100,13 @@ async function run(out: Output, image: string | undefined, flags: RunFlags): Pro
     ...(flags.network !== undefined ? { network: networkFlag(flags.network) } : {}),
     onProgress: (line: string) => out.line(line),
   };
-  const mode = flags.mode ?? (image !== undefined ? "docker" : await defaultMode());
+  const mode = await resolveRuntimeKind({
+    mode: flags.mode as LoadEnvOptions["mode"],
+    image: image !== undefined,
+  });
   if (image !== undefined) {
     options.image = image;
-    options.mode = mode as "docker" | "process" | "slurm";
+    options.mode = mode;
   } else if (mode === "process" || mode === "slurm") {
     options.envPath = flags.dir;
     options.mode = mode;
@@ -135,11 +138,6 @@ async function run(out: Output, image: string | undefined, flags: RunFlags): Pro
     instances: env.instances.map((i) => ({ id: i.id, name: i.name, endpoint: i.endpoint() })),
     methods,
   });
-}
-
-async function defaultMode(): Promise<"docker" | "process"> {
-  const runtimes = await runtimesFor({});
-  return runtimes.some((r) => r.kind === "docker") ? "docker" : "process";
 }
 
 async function build(out: Output, flags: RunFlags): Promise<string> {

@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { NotFoundError } from "../../errors.js";
-import { closeAll, runningEnvironmentNames, runtimesFor } from "../../environment/connect-env.js";
+import { runningEnvironmentNames } from "../../environment/connect-env.js";
+import { closeAll, searchRuntimes } from "../../runtime/resolve-runtime.js";
 import { collect } from "../parse-values.js";
 import { UsageError } from "../exit-codes.js";
 import type { OutputFactory } from "../output.js";
@@ -20,7 +21,7 @@ export function stopCommand(output: OutputFactory): Command {
       const out = output(flags);
       if ((name === undefined) === !flags.all) throw new UsageError("give an environment NAME or --all");
       const removed: string[] = [];
-      const runtimes = await runtimesFor({ hosts: flags.host });
+      const runtimes = await searchRuntimes({ hosts: flags.host });
       try {
         for (const runtime of runtimes) removed.push(...(await runtime.removeAll(name)));
       } finally {

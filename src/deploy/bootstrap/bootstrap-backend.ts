@@ -1,4 +1,4 @@
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 
 /** The ways a workspace can be prepared on a host. */
 export type BackendName = "npm" | "venv" | "uv" | "docker" | "none";

@@ -21,12 +21,14 @@ const LIST_CONTEXT = [
 ].join(" && ");
 
 /**
- * A fingerprint of a workspace's Docker build context as `docker build` sees it: every
- * path its `.dockerignore` keeps, with type, mode, link target and content. The
- * workspace's `.affinetes/` folder (where the marker lives) is left out. Hashing runs
- * on the host; only the listing travels.
+ * A workspace's Docker build context as `docker build` sees it: every path its
+ * `.dockerignore` keeps (`paths`), and a fingerprint of them with type, mode, link target
+ * and content. The workspace's `.affinetes/` folder (where the marker lives) is left out.
+ * Hashing runs on the host; only the listing travels.
  */
-export async function contextFingerprint(ctx: PrepareContext): Promise<string> {
+export async function readBuildContext(
+  ctx: PrepareContext,
+): Promise<{ fingerprint: string; paths: string[] }> {
   const rules = (await ctx.read(".dockerignore"))?.toString("utf8") ?? "";
   const matcher = dockerignore({ ignorecase: false }).add(rules.split(/\r?\n/));
   const always = new Set(["Dockerfile", ".dockerignore"]);
@@ -41,12 +43,14 @@ export async function contextFingerprint(ctx: PrepareContext): Promise<string> {
   }
   const fields = entries.split("\0");
   const records: string[] = [];
+  const paths: string[] = [];
   for (let i = 0; i + 3 < fields.length; i += 4) {
     const [type, mode, path, target] = fields.slice(i, i + 4) as [string, string, string, string];
     if (!kept(path)) continue;
+    paths.push(path);
     records.push(`${type}\0${mode}\0${path}\0${type === "l" ? target : (hashes.get(path) ?? "")}`);
   }
   const hash = createHash("sha256");
   for (const record of records.sort()) hash.update(`${record}\0`);
-  return hash.digest("hex");
+  return { fingerprint: hash.digest("hex"), paths };
 }

@@ -1,5 +1,5 @@
 import { posix } from "node:path";
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 import type { BackendName } from "./bootstrap-backend.js";
 import { Deadline } from "../../util/deadline.js";
 import { resolveWorkspace } from "./prepare-workspace.js";

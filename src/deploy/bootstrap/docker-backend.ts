@@ -1,11 +1,12 @@
 import { posix } from "node:path";
-import { ValidationError } from "../../errors.js";
+import { BuildError, CommandError, ValidationError } from "../../errors.js";
+import { DockerRuntime } from "../../runtime/docker/docker-runtime.js";
 import { shellQuote } from "../../util/shell-quote.js";
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 import type { BootstrapBackend, BootstrapOptions, BootstrapReport } from "./bootstrap-backend.js";
-import { contextFingerprint } from "./context-fingerprint.js";
+import { readBuildContext } from "./context-fingerprint.js";
 import { STATE_DIR, fingerprint, statePath } from "./marker.js";
-import type { Inputs, Preparation } from "./prepare-workspace.js";
+import type { Inputs, Preparation, PrepareContext } from "./prepare-workspace.js";
 import { prepareWorkspace } from "./prepare-workspace.js";
 import { withinDeadline } from "./remote-command.js";
 import { PROBE_TIMEOUT_MS, missingTools } from "./tool-check.js";
@@ -28,8 +29,9 @@ export const CONTAINER_LABEL = "affinetes.deploy";
 export const OWNER_LABEL = "affinetes.deploy.owner";
 
 /**
- * Projects with a Dockerfile: built by the host's own Docker engine (`docker build` run
- * on the host, with the workspace as context) into `affinetes-deploy/<project>:<hash>`,
+ * Projects with a Dockerfile: built by the host's own Docker engine (through a Docker
+ * runtime on the host's SSH connection, the workspace's files as context, packed on the
+ * host) into `affinetes-deploy/<project>:<hash>`,
  * where the hash is that of the build context (every file `.dockerignore` keeps, with
  * its mode). A rebuild removes the image it replaces when no container uses it.
  * Commands run in a throw-away container of that image, the workspace mounted at
@@ -40,14 +42,14 @@ export class DockerBackend implements BootstrapBackend {
   readonly name = "docker";
 
   async unavailable(host: Host): Promise<string | undefined> {
+    // the docker client runs the commands (`wrap`); the engine builds
     const missing = await missingTools(host, ["docker"]);
     if (missing) return missing;
-    const probe = await host.exec("docker version --format '{{.Server.Version}}'", {
-      timeoutMs: PROBE_TIMEOUT_MS,
-    });
-    if (probe.exitCode === 0) return undefined;
-    const why = probe.timedOut ? `no answer within ${PROBE_TIMEOUT_MS} ms` : probe.stderr.trim();
-    return `the Docker engine of ${host.label} does not answer: ${why}`;
+    await using engine = hostEngine(host);
+    return engine.runtime.ping(PROBE_TIMEOUT_MS).then(
+      () => undefined,
+      (err: Error) => `the Docker engine of ${host.label} does not answer: ${err.message}`,
+    );
   }
 
   async prepare(host: Host, workspace: string, options: BootstrapOptions): Promise<BootstrapReport> {
@@ -83,50 +85,82 @@ export class DockerBackend implements BootstrapBackend {
 
 interface DockerInputs extends Inputs {
   image: string;
+  /** The workspace's paths in the build context (what `.dockerignore` keeps). */
+  paths: string[];
+}
+
+/** The Docker engine of a deploy host, on its SSH connection; released on dispose. */
+function hostEngine(host: Host): { runtime: DockerRuntime } & AsyncDisposable {
+  const runtime = new DockerRuntime({ connection: { ssh: host.label } });
+  return { runtime, [Symbol.asyncDispose]: () => runtime.close() };
+}
+
+/**
+ * Builds the image from the workspace: the kept paths are packed on the host (`tar`, no
+ * recursion: each path is listed) and streamed to its engine. A failed build is a
+ * `CommandError` carrying the build's output, as a failed install command's is.
+ */
+async function build(
+  ctx: PrepareContext,
+  runtime: DockerRuntime,
+  inputs: DockerInputs,
+  project: string,
+): Promise<void> {
+  const tar = await ctx.host.spawn("tar --null --no-recursion -T - -cf - --", { cwd: ctx.workspace });
+  tar.stdin.end(inputs.paths.map((p) => `${p}\0`).join(""));
+  tar.stderr.resume();
+  let built = false;
+  try {
+    await runtime.images.build({
+      context: tar.stdout,
+      tag: inputs.image,
+      labels: { [PROJECT_LABEL]: project },
+      quiet: true,
+      onProgress: ctx.options.onOutput,
+      ...(ctx.deadline.signal ? { signal: ctx.deadline.signal } : {}),
+    });
+    built = true;
+  } catch (err) {
+    if (ctx.deadline.fired) throw ctx.deadline.error(err);
+    if (err instanceof BuildError)
+      throw new CommandError(`docker build -t ${inputs.image} .`, 1, err.log, err.message);
+    throw err;
+  } finally {
+    if (built) await tar.exit;
+    else tar.kill(); // the engine stopped reading: nothing more to pack
+  }
 }
 
 function dockerSteps(project: string): Preparation<DockerInputs> {
   return {
     async inspect(ctx) {
-      const context = await contextFingerprint(ctx);
+      const context = await readBuildContext(ctx);
       return {
-        fingerprint: fingerprint({ context, project }),
-        image: `affinetes-deploy/${project}:${context.slice(0, 12)}`,
+        fingerprint: fingerprint({ context: context.fingerprint, project }),
+        image: `affinetes-deploy/${project}:${context.fingerprint.slice(0, 12)}`,
+        paths: context.paths,
       };
     },
 
     async present(ctx, inputs) {
       const recorded = (await ctx.read(posix.join(STATE_DIR, IMAGE_FILE)))?.toString("utf8").trim();
       if (recorded !== inputs.image) return false;
-      const probe = await ctx.host.exec(
-        `docker image inspect --format '{{.Id}}' ${shellQuote(inputs.image)}`,
-        {
-          timeoutMs: PROBE_TIMEOUT_MS,
-        },
-      );
-      return probe.exitCode === 0;
+      await using engine = hostEngine(ctx.host);
+      return withinDeadline(ctx.deadline, () => engine.runtime.images.has(inputs.image));
     },
 
     async install(ctx, inputs) {
       const imageFile = statePath(ctx.workspace, IMAGE_FILE);
       const previous = (await ctx.read(posix.join(STATE_DIR, IMAGE_FILE)))?.toString("utf8").trim();
-      // --force-rm: the legacy builder would otherwise keep the container of a failed step.
-      await ctx.run(
-        [
-          "docker build --force-rm",
-          `-t ${shellQuote(inputs.image)}`,
-          `--label ${shellQuote(`${PROJECT_LABEL}=${project}`)}`,
-          ".",
-        ].join(" "),
-      );
+      await using engine = hostEngine(ctx.host);
+      await build(ctx, engine.runtime, inputs, project);
       await withinDeadline(ctx.deadline, async () => {
         await ctx.host.mkdir(posix.join(ctx.workspace, STATE_DIR));
         await ctx.host.writeFile(imageFile, `${inputs.image}\n`);
       });
-      if (previous && previous !== inputs.image) {
-        // Best effort: an image a container still uses stays (docker refuses without -f).
-        await ctx.host.exec(`docker rmi ${shellQuote(previous)}`, { timeoutMs: PROBE_TIMEOUT_MS });
-      }
+      // Best effort: an image a container still uses stays.
+      if (previous && previous !== inputs.image)
+        await engine.runtime.images.remove(previous).catch(() => false);
       return { detail: `image ${inputs.image}` };
     },
   };

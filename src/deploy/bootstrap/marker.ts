@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { shellQuote } from "../../util/shell-quote.js";
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 import type { BackendName } from "./bootstrap-backend.js";
 
 /** The workspace folder where affinetes keeps its own files (markers, the image name). */

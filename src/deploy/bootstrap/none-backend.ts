@@ -1,4 +1,4 @@
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 import { Deadline } from "../../util/deadline.js";
 import type { BootstrapBackend, BootstrapOptions, BootstrapReport } from "./bootstrap-backend.js";
 import { resolveWorkspace } from "./prepare-workspace.js";

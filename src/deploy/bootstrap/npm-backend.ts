@@ -1,4 +1,4 @@
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 import type { BootstrapBackend, BootstrapOptions, BootstrapReport } from "./bootstrap-backend.js";
 import { fingerprint } from "./marker.js";
 import { plural } from "./plural.js";

@@ -1,7 +1,7 @@
 import { posix } from "node:path";
 import { NotFoundError, UnsupportedError } from "../../errors.js";
 import { Deadline } from "../../util/deadline.js";
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 import type { BootstrapBackend, BootstrapOptions, BootstrapReport } from "./bootstrap-backend.js";
 import { clearMarker, readMarker, writeMarker } from "./marker.js";
 import type { CommandOutput } from "./remote-command.js";

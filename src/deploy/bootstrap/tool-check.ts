@@ -1,5 +1,5 @@
 import { shellQuote } from "../../util/shell-quote.js";
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 
 /** How long a probe of the host's tools may take. */
 export const PROBE_TIMEOUT_MS = 20_000;

@@ -1,6 +1,6 @@
 import { ValidationError } from "../../errors.js";
 import { shellQuote } from "../../util/shell-quote.js";
-import type { Host } from "../host.js";
+import type { Host } from "../../host/host.js";
 import type { BootstrapBackend, BootstrapOptions, BootstrapReport } from "./bootstrap-backend.js";
 import { fingerprint } from "./marker.js";
 import type { Inputs, PrepareContext, Preparation } from "./prepare-workspace.js";

@@ -1,7 +1,6 @@
 import { ValidationError } from "../../errors.js";
+import { checkEnvNames } from "../../host/shell-line.js";
 import { shellQuote } from "../../util/shell-quote.js";
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** A path for sh: quoted, with a leading `~/` left to the shell's `$HOME` (quotes would keep `~` literal). */
 export function quotePath(path: string): string {
@@ -9,13 +8,7 @@ export function quotePath(path: string): string {
   return path.startsWith("~/") ? `"$HOME"/${shellQuote(path.slice(2))}` : shellQuote(path);
 }
 
-/** Checks variable names, which sh cannot quote: `export A;B=1` would run `B=1` as a command. */
-export function checkEnvNames(env: Readonly<Record<string, string>>): void {
-  for (const name of Object.keys(env)) {
-    if (!ENV_NAME.test(name))
-      throw new ValidationError("env", `${JSON.stringify(name)} is not a variable name`);
-  }
-}
+export { checkEnvNames } from "../../host/shell-line.js";
 
 /** `export A='x' B='y'`, or undefined for no variables. Values may use `$PWD` only through `raw`. */
 export function exportLine(

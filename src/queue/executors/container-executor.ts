@@ -1,17 +1,17 @@
-import type { DockerRuntime } from "../../runtime/docker/docker-runtime.js";
-import type { DockerInstance } from "../../runtime/docker/docker-instance.js";
+import type { TaskInstance } from "../../runtime/instance.js";
+import type { Runtime } from "../../runtime/runtime.js";
 import type { ExecutorLoopOptions } from "./function-executor.js";
 import { runExecutorLoop } from "./function-executor.js";
 import { timerDelay } from "../../util/deadline.js";
 
 /**
- * An executor that runs processes in containers, through the Runtime layer: a process's
+ * An executor that runs processes as tasks of a runtime (containers, with Docker): a process's
  * kwargs name the `image` and the shell `command` (and optionally `env`); its output is
  * the command's output, and a non-zero exit fails it with the output's tail. The
  * container is removed afterwards; `maxexectime` bounds it.
  */
 export async function runContainerExecutor(
-  options: ExecutorLoopOptions & { runtime: DockerRuntime },
+  options: ExecutorLoopOptions & { runtime: Runtime },
 ): Promise<void> {
   await runExecutorLoop(options, async (process) => {
     const { image, command, env } = process.spec.kwargs as {
@@ -21,7 +21,7 @@ export async function runContainerExecutor(
     };
     if (typeof image !== "string" || typeof command !== "string")
       throw new Error("a container process needs kwargs image (string) and command (string)");
-    const instance = (await options.runtime.start({
+    const instance = await options.runtime.start({
       envName: "colonies-executor",
       image,
       serve: false,
@@ -29,7 +29,7 @@ export async function runContainerExecutor(
       restartPolicy: "no",
       envVars: env && typeof env === "object" ? (env as Record<string, string>) : {},
       labels: { "affinetes.colonies.process": process.processid },
-    })) as DockerInstance;
+    });
     try {
       const limit = process.spec.maxexectime > 0 ? process.spec.maxexectime * 1000 : undefined;
       const exitCode = await waitAtMost(instance, limit);
@@ -42,7 +42,7 @@ export async function runContainerExecutor(
   });
 }
 
-async function waitAtMost(instance: DockerInstance, ms: number | undefined): Promise<number | string> {
+async function waitAtMost(instance: TaskInstance, ms: number | undefined): Promise<number | string> {
   if (ms === undefined) return instance.wait();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timerDelay(ms));

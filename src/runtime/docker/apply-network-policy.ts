@@ -1,7 +1,7 @@
 import type Docker from "dockerode";
 import { InfrastructureError, RuntimeUnavailableError } from "../../errors.js";
+import { runLocal } from "../../host/local-command.js";
 import type { OperationOptions } from "../../util/deadline.js";
-import { runShellCommand } from "../../util/run-command.js";
 import { shellQuote } from "../../util/shell-quote.js";
 import type { ExecResult } from "../instance.js";
 import { egressRules } from "../network-policy.js";
@@ -29,7 +29,7 @@ const RULES_TIMEOUT_MS = 30_000;
 export function engineShell(engine: DockerEngine, connection: DockerConnection): EngineShell | undefined {
   const sshHost = engine.sshHost;
   if (sshHost) return (script, options) => sshHost.exec(script, options);
-  if ("socketPath" in connection) return (script, options) => runShellCommand(script, options);
+  if ("socketPath" in connection) return (script, options) => runLocal(script, options);
   return undefined;
 }
 

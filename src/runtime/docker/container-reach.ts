@@ -1,5 +1,5 @@
 import type Docker from "dockerode";
-import type { SshHost } from "../../host/ssh-host.js";
+import type { Host } from "../../host/host.js";
 import type { Tunnel } from "../../host/tunnel.js";
 import { openTunnel } from "../../host/tunnel.js";
 import { SERVER_PORT } from "../../config.js";
@@ -25,7 +25,7 @@ export function directReach(mode: AddressMode): ContainerReach {
 }
 
 /** A tunnel to the container's bridge address on the remote host; nothing is published there. */
-export function tunnelReach(host: SshHost): ContainerReach {
+export function tunnelReach(host: Host): ContainerReach {
   let tunnel: Tunnel | undefined;
   let target: string | undefined;
   return {

@@ -1,7 +1,7 @@
 import Docker from "dockerode";
-import { sharedHosts } from "../../host/host-registry.js";
+import { Host } from "../../host/host.js";
 import { SshDockerAgent } from "../../host/ssh-docker-agent.js";
-import type { SshHost, SshHostOptions } from "../../host/ssh-host.js";
+import type { HostOptions } from "../../host/ssh-connection.js";
 import { RuntimeUnavailableError } from "../../errors.js";
 
 /**
@@ -11,7 +11,7 @@ import { RuntimeUnavailableError } from "../../errors.js";
 export type DockerConnection =
   | { socketPath: string }
   | { host: string; port: number; protocol: "http" | "https" }
-  | { ssh: string; sshOptions?: SshHostOptions };
+  | { ssh: string; sshOptions?: HostOptions };
 
 const DEFAULT_SOCKET = "/var/run/docker.sock";
 
@@ -36,8 +36,8 @@ export function connectionFromEnv(dockerHost = process.env.DOCKER_HOST): DockerC
 /** A Docker engine client, and the SSH host it goes through (if any), to release when done. */
 export interface DockerEngine {
   docker: Docker;
-  /** The host behind a remote engine; undefined for a local or tcp engine. */
-  sshHost: SshHost | undefined;
+  /** The host behind a remote engine (a handle on its shared connection); undefined for a local or tcp engine. */
+  sshHost: Host | undefined;
   /** `localhost`, or the host's `ssh://user@host:port`. */
   label: string;
   release(): void;
@@ -46,11 +46,11 @@ export interface DockerEngine {
 /** A client for a connection: over the host's shared SSH connection for `{ ssh }`. */
 export function openEngine(connection: DockerConnection): DockerEngine {
   if ("ssh" in connection) {
-    const sshHost = sharedHosts.acquire(connection.ssh, connection.sshOptions);
+    const sshHost = Host.shared(connection.ssh, connection.sshOptions);
     // docker-modem passes `agent` through to every request (not in the typings).
     const options = { protocol: "http", host: "docker", port: 80, agent: new SshDockerAgent(sshHost) };
     const docker = new Docker(options as Docker.DockerOptions);
-    return { docker, sshHost, label: sshHost.label, release: () => sharedHosts.release(sshHost) };
+    return { docker, sshHost, label: sshHost.label, release: () => sshHost.close() };
   }
   return { docker: new Docker(connection), sshHost: undefined, label: "localhost", release: () => {} };
 }

@@ -1,14 +1,15 @@
 import type Docker from "dockerode";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AbortedError, InfrastructureError, UnsupportedError } from "../../errors.js";
-import { TIMEOUT_EXIT_CODE } from "../../util/run-command.js";
-import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
+import { AbortedError, InfrastructureError } from "../../errors.js";
+import type { ExecOptions, ExecResult, InstanceEvent, RuntimeInstance } from "../instance.js";
+import { noServer } from "../instance.js";
+import type { EnvType, InstanceKind } from "../instance-spec.js";
 import type { ContainerReach } from "./container-reach.js";
 import type { DockerEvents } from "./docker-events.js";
 import { DockerFrameReader, demuxDockerLogs } from "./demux-stream.js";
 import { OutputCap } from "../../util/output-cap.js";
-import { KILL_WAIT_MS, SETTLE_AFTER_KILL_MS, atMost } from "../../util/command-end.js";
+import { KILL_WAIT_MS, SETTLE_AFTER_KILL_MS, TIMEOUT_EXIT_CODE, atMost } from "../../util/command-end.js";
 import { timerDelay } from "../../util/deadline.js";
 import { COMMAND_TAG_VARIABLE, KILL_TAGGED_SCRIPT } from "../../util/tagged-processes.js";
 import type { DockerConnection } from "./docker-connection.js";
@@ -21,8 +22,7 @@ export interface DockerInstanceInit {
   reach: ContainerReach;
   /** `localhost` or the SSH host's label. */
   host: string;
-  /** False for a shell sandbox (no method server). */
-  serves: boolean;
+  kind: InstanceKind;
   /** Called once when the instance lets go of its client side (releases a shared SSH host). */
   release: () => void;
   events: DockerEvents;
@@ -41,9 +41,10 @@ export interface DockerInstanceInit {
   authToken?: string | undefined;
 }
 
-/** An environment served by a Docker container. */
-export class DockerInstance implements Instance {
+/** An instance held by a Docker container: a method server, a shell sandbox or a task. */
+export class DockerInstance implements RuntimeInstance {
   readonly runtime = "docker" as const;
+  readonly kind: InstanceKind;
   readonly id: string;
   readonly name: string;
   readonly envType: EnvType;
@@ -53,7 +54,6 @@ export class DockerInstance implements Instance {
   private readonly docker: Docker;
   private readonly connection: DockerConnection;
   readonly host: string;
-  readonly serves: boolean;
   private url: string;
   private readonly reach: ContainerReach;
   private readonly release: () => void;
@@ -71,7 +71,7 @@ export class DockerInstance implements Instance {
     this.url = init.endpoint;
     this.reach = init.reach;
     this.host = init.host;
-    this.serves = init.serves;
+    this.kind = init.kind;
     this.release = init.release;
     this.events = init.events;
     this.reused = init.reused;
@@ -81,7 +81,7 @@ export class DockerInstance implements Instance {
   }
 
   endpoint(): string {
-    if (!this.serves) throw new UnsupportedError(`${this.name} is a shell sandbox: it runs no method server`);
+    if (this.kind !== "serve") throw noServer(this.name, this.kind);
     return this.url;
   }
 
@@ -219,7 +219,7 @@ export class DockerInstance implements Instance {
 
   async refresh(): Promise<void> {
     const info = await this.docker.getContainer(this.id).inspect();
-    if (info.State.Running && this.serves) this.url = await this.reach.open(info);
+    if (info.State.Running && this.kind === "serve") this.url = await this.reach.open(info);
   }
 
   async revive(): Promise<boolean> {

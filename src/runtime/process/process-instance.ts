@@ -1,16 +1,19 @@
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { statSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
-import { runShellCommand } from "../../util/run-command.js";
+import { AbortedError, InstanceGoneError, ValidationError } from "../../errors.js";
+import { runLocal } from "../../host/local-command.js";
 import { INSTANCE_TAG_VARIABLE, killTagged } from "../../util/tagged-processes.js";
 import { followFile } from "../../util/follow-file.js";
 import { tailLines } from "../../util/tail-lines.js";
-import type { ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
-import { LABELS } from "../labels.js";
+import type { ExecOptions, ExecResult, InstanceEvent, RuntimeInstance } from "../instance.js";
+import { noServer } from "../instance.js";
+import type { InstanceKind } from "../instance-spec.js";
+import { LABELS, kindOf } from "../labels.js";
 import type { ProcessRecord } from "./process-state.js";
 import { instanceDir, processStartTicks, recordIsAlive, removeInstanceDir } from "./process-state.js";
 import type { SandboxNetwork } from "../sandbox-network.js";
@@ -22,8 +25,8 @@ import { confinedLauncher } from "./sandbox-launcher.js";
 
 const STOP_GRACE_MS = 3_000;
 
-/** An environment served by a local subprocess (its own process group). */
-export class ProcessInstance implements Instance {
+/** An instance held by a local subprocess (its own process group): a method server, a shell sandbox or a task. */
+export class ProcessInstance implements RuntimeInstance {
   readonly runtime = "process" as const;
   readonly host = "localhost";
   private stopping: Promise<void> | undefined;
@@ -52,9 +55,8 @@ export class ProcessInstance implements Instance {
     return this.record.envType;
   }
 
-  /** False for a shell sandbox (no method server). */
-  get serves(): boolean {
-    return this.record.labels[LABELS.serve] !== "false";
+  get kind(): InstanceKind {
+    return kindOf(this.record.labels);
   }
 
   get keep(): boolean {
@@ -70,9 +72,32 @@ export class ProcessInstance implements Instance {
   }
 
   endpoint(): string {
-    if (!this.serves)
-      throw new UnsupportedError(`${this.record.name} is a shell sandbox: it runs no method server`);
+    if (this.kind !== "serve") throw noServer(this.record.name, this.kind);
     return `http://127.0.0.1:${this.record.port}`;
+  }
+
+  /** Waits for the process to exit; its exit code as the task recorded it (128 + signal when it was killed). */
+  async wait(options: { signal?: AbortSignal } = {}): Promise<number> {
+    const child = this.child;
+    if (child && this.alive()) {
+      await once(child, "exit", options.signal ? { signal: options.signal } : {}).catch((err: unknown) => {
+        throw options.signal?.aborted ? new AbortedError("waiting for the task", { cause: err }) : err;
+      });
+    }
+    while (this.alive()) {
+      if (options.signal?.aborted) throw new AbortedError("waiting for the task");
+      await sleep(50);
+    }
+    const recorded = (await readFile(exitCodeFile(this.record.name), "utf8").catch(() => "")).trim();
+    if (/^\d+$/.test(recorded)) return Number(recorded);
+    if (child?.exitCode !== null && child?.exitCode !== undefined) return child.exitCode;
+    const signal = child?.signalCode ? osConstants.signals[child.signalCode] : undefined;
+    return signal !== undefined ? 128 + signal : -1;
+  }
+
+  /** A task's ports: on this machine's loopback (it shares the host's network). */
+  async publishedPorts(): Promise<Record<number, string>> {
+    return Object.fromEntries((this.record.ports ?? []).map((port) => [port, `127.0.0.1:${port}`]));
   }
 
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
@@ -92,21 +117,21 @@ export class ProcessInstance implements Instance {
     if (isolation) {
       const cwd = options.cwd !== undefined ? sandboxCwd(options.cwd, isolation.cwd, "cwd") : isolation.cwd;
       const vars = sandboxVariables(SANDBOX_WORKDIR, this.tag, this.envVars, options.env);
-      return runShellCommand(command, {
+      return runLocal(command, {
         ...run,
         // the launcher runs from "/" with nothing of the request; the shell starts in its folder inside
         cwd: "/",
         wrap: confinedLauncher(isolation, network, cwd, vars),
-        env: launcherEnv(this.tag),
+        processEnv: launcherEnv(this.tag),
       });
     }
     const cwd = options.cwd ?? this.record.envPath;
     if (cwd.includes("\0") || !isFolder(cwd)) throw new ValidationError("cwd", `${cwd} is not a folder`);
-    return runShellCommand(command, {
+    return runLocal(command, {
       ...run,
       cwd,
       ...(network ? { wrap: enterNetworkArgs(network) } : {}),
-      env: { ...process.env, ...this.envVars, ...options.env, [INSTANCE_TAG_VARIABLE]: this.tag },
+      processEnv: { ...process.env, ...this.envVars, ...options.env, [INSTANCE_TAG_VARIABLE]: this.tag },
     });
   }
 
@@ -214,6 +239,11 @@ function isFolder(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Where a task's shell records its command's exit code. */
+export function exitCodeFile(name: string): string {
+  return join(instanceDir(name), "exit-code");
 }
 
 export function logFile(name: string): string {

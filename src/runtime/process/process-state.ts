@@ -27,6 +27,8 @@ export interface ProcessRecord {
   tag?: string;
   /** A sandbox's variables, for every command, also after adoption by another client. */
   envVars?: Record<string, string>;
+  /** A task's ports (`spec.ports`): on this machine's loopback, as it shares the host's network. */
+  ports?: number[];
 }
 
 /** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat); undefined off Linux. */

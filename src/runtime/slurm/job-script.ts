@@ -23,6 +23,15 @@ export function shellJobScript(): string {
   return `#!/bin/sh\n${KEEP_ALIVE_SCRIPT}\n`;
 }
 
+/** A job running a task on the node: `sh -c command` with the instance's variables; its exit is the job's. */
+export function taskJobScript(command: string, envVars: Readonly<Record<string, string>>): string {
+  return ["#!/bin/sh", ...exports(envVars), `exec /bin/sh -c ${shellQuote(command)}`, ""].join("\n");
+}
+
+function exports(envVars: Readonly<Record<string, string>>): string[] {
+  return Object.entries(envVars).map(([name, value]) => `export ${name}=${shellQuote(value)}`);
+}
+
 /**
  * A job running the method server of an environment folder on the node (which must see
  * the folder and affinetes' server script: a shared file system, as usual with Slurm).
@@ -38,7 +47,7 @@ export function serverJobScript(options: {
 }): string {
   return [
     "#!/bin/sh",
-    ...Object.entries(options.envVars ?? {}).map(([name, value]) => `export ${name}=${shellQuote(value)}`),
+    ...exports(options.envVars ?? {}),
     'port_file="/tmp/affinetes-slurm-$SLURM_JOB_ID.port"',
     `export AFFINETES_ENV_PATH=${shellQuote(options.envFile)} AFFINETES_ENV_TYPE=${options.envType}`,
     'export AFFINETES_HOST=0.0.0.0 AFFINETES_PORT=0 AFFINETES_PORT_FILE="$port_file"',
@@ -57,7 +66,7 @@ export function serverJobScript(options: {
 
 /**
  * A job holding a Docker container on the node: the image's method server (published on
- * a free port) or, for a sandbox, an idle shell. The container lives as long as the job:
+ * a free port), a task's command or, for a sandbox, an idle shell. The container lives as long as the job:
  * when the job is cancelled or ends, it is removed. Under a network plan it starts off
  * the network, and joins the bridge once its rules hold (see `networkSetup`).
  */
@@ -65,6 +74,8 @@ export function dockerJobScript(options: {
   container: string;
   image: string;
   serves: boolean;
+  /** A task: the container runs `command` (or the image's own) and the job ends with it. */
+  task?: { command?: string | undefined };
   workdir?: string | undefined;
   envKeys: readonly string[];
   cpus?: number | undefined;
@@ -87,7 +98,13 @@ export function dockerJobScript(options: {
       ? ["--network none --cap-drop NET_RAW", ...network.hosts.map((h) => `--add-host ${shellQuote(h)}`)]
       : []),
   ].join(" ");
-  const command = options.serves ? "" : ` sh -c ${shellQuote(KEEP_ALIVE_SCRIPT)}`;
+  const command = options.serves
+    ? ""
+    : options.task
+      ? options.task.command !== undefined
+        ? ` sh -c ${shellQuote(options.task.command)}`
+        : ""
+      : ` sh -c ${shellQuote(KEEP_ALIVE_SCRIPT)}`;
   return [
     "#!/bin/sh",
     `name=${shellQuote(options.container)}`,

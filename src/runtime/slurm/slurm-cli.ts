@@ -1,5 +1,5 @@
-import { execFile } from "node:child_process";
 import { RuntimeUnavailableError, SlurmError } from "../../errors.js";
+import { runLocal } from "../../host/local-command.js";
 
 /** The Slurm client commands, by default from the PATH. */
 export interface SlurmCommands {
@@ -41,35 +41,32 @@ export function isActive(state: string): boolean {
 }
 
 /**
- * Runs one Slurm command and returns its stdout. A missing command or an unreachable
- * controller is `RuntimeUnavailableError`; any other failure `SlurmError` with its stderr.
+ * Runs one Slurm command on this machine and returns its stdout. A missing command or an
+ * unreachable controller is `RuntimeUnavailableError`; any other failure (a timeout too)
+ * `SlurmError` with its stderr.
  */
-export function slurmCommand(
+export async function slurmCommand(
   file: string,
   args: readonly string[],
   options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      file,
-      args,
-      { env: options.env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === "ENOENT") {
-          return reject(
-            new RuntimeUnavailableError("slurm", `${file} is not installed here (a Slurm login node has it)`),
-          );
-        }
-        if (/Unable to contact slurm controller|Zero Bytes were transmitted/i.test(stderr)) {
-          return reject(new RuntimeUnavailableError("slurm", stderr.trim(), { cause: err }));
-        }
-        reject(new SlurmError(`${file} ${args.join(" ")}`, stderr || err.message, { cause: err }));
-      },
-    );
-    if (options.input !== undefined) child.stdin?.end(options.input);
+  const what = `${file} ${args.join(" ")}`;
+  const result = await runLocal([file, ...args], {
+    timeoutMs: options.timeoutMs ?? 60_000,
+    maxOutputBytes: 16 * 1024 * 1024,
+    ...(options.input !== undefined ? { input: options.input } : {}),
+    ...(options.env ? { processEnv: options.env } : {}),
+  }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw new SlurmError(what, err.message, { cause: err });
+    throw new RuntimeUnavailableError("slurm", `${file} is not installed here (a Slurm login node has it)`);
   });
+  const { stdout, stderr } = result;
+  if (result.exitCode === 0 && !result.truncated) return stdout;
+  if (/Unable to contact slurm controller|Zero Bytes were transmitted/i.test(stderr)) {
+    throw new RuntimeUnavailableError("slurm", stderr.trim());
+  }
+  const why = result.timedOut ? `no answer within ${options.timeoutMs ?? 60_000} ms` : "";
+  throw new SlurmError(what, stderr || why || `exit code ${result.exitCode}`);
 }
 
 /** `KEY=value KEY2=value2 ...` (one `scontrol -o` line) as a map; values hold no spaces except the last ones'. */

@@ -2,11 +2,11 @@ import { spawnSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { InstanceGoneError, UnsupportedError, ValidationError } from "../../errors.js";
+import { AbortedError, InstanceGoneError, ValidationError } from "../../errors.js";
+import { runLocal } from "../../host/local-command.js";
 import { followFile } from "../../util/follow-file.js";
 import { KILL_WAIT_MS } from "../../util/command-end.js";
 import { timerDelay } from "../../util/deadline.js";
-import { runShellCommand } from "../../util/run-command.js";
 import { shellQuote } from "../../util/shell-quote.js";
 import {
   COMMAND_TAG_VARIABLE,
@@ -14,8 +14,10 @@ import {
   KILL_TAGGED_SCRIPT,
 } from "../../util/tagged-processes.js";
 import { tailLines } from "../../util/tail-lines.js";
-import type { EnvType, ExecOptions, ExecResult, Instance, InstanceEvent } from "../instance.js";
-import { LABELS } from "../labels.js";
+import type { ExecOptions, ExecResult, InstanceEvent, RuntimeInstance } from "../instance.js";
+import { noServer } from "../instance.js";
+import type { EnvType, InstanceKind } from "../instance-spec.js";
+import { LABELS, kindOf } from "../labels.js";
 import type { RecordFolder } from "../record-folder.js";
 import type { Isolation } from "../process/isolation.js";
 import { SANDBOX_WORKDIR, sandboxCwd } from "../process/sandbox-cwd.js";
@@ -48,6 +50,10 @@ export interface SlurmRecord {
   workdir?: string;
   /** `http://node-address:port` of a method server. */
   endpoint?: string;
+  /** A task's or sandbox's `spec.ports`, reached at `node`. */
+  ports?: number[];
+  /** The address of the node a task or sandbox with ports runs on. */
+  node?: string;
   /** The token its method server requires; the record is written 0600, readable by its owner only. */
   authToken?: string;
   image?: string;
@@ -68,12 +74,14 @@ const SRUN_TASK_REPORT =
   /^srun: (error: \S+: tasks? [\d,-]+: (Exited with exit code \d+|Killed|Terminated)|Job step aborted.*|Force Terminated.*|launch\/slurm: _step_signal: .*)\n/gm;
 
 const WATCH_INTERVAL_MS = 2_000;
+/** How often `wait` asks Slurm whether a task ended. */
+const WAIT_INTERVAL_MS = 200;
 /** How long past a command's timeout the node's own `timeout` ends it, should this process not. */
 const NODE_BACKSTOP_S = 5;
 const STOP_WAIT_MS = 30_000;
 
 /** An instance held by a Slurm job: commands run as job steps (`srun --jobid --overlap`). */
-export class SlurmInstance implements Instance {
+export class SlurmInstance implements RuntimeInstance {
   readonly runtime = "slurm" as const;
   private stopping: Promise<void> | undefined;
 
@@ -110,8 +118,8 @@ export class SlurmInstance implements Instance {
     return this.record.envType;
   }
 
-  get serves(): boolean {
-    return this.record.labels[LABELS.serve] !== "false";
+  get kind(): InstanceKind {
+    return kindOf(this.record.labels);
   }
 
   get authToken(): string | undefined {
@@ -123,9 +131,36 @@ export class SlurmInstance implements Instance {
   }
 
   endpoint(): string {
-    if (!this.serves || !this.record.endpoint)
-      throw new UnsupportedError(`${this.record.name} is a shell sandbox: it runs no method server`);
+    if (this.kind !== "serve" || !this.record.endpoint) throw noServer(this.record.name, this.kind);
     return this.record.endpoint;
+  }
+
+  /**
+   * Waits for the job to end; returns its exit code as Slurm reports it (128 + signal when
+   * a signal ended it; -1 when Slurm no longer knows the job).
+   */
+  async wait(options: { signal?: AbortSignal } = {}): Promise<number> {
+    for (;;) {
+      const state = await this.settledState();
+      if (state && (isActive(state.state) || state.state === "COMPLETING")) {
+        await sleep(WAIT_INTERVAL_MS, undefined, options.signal ? { signal: options.signal } : {}).catch(
+          (err: unknown) => {
+            throw new AbortedError("waiting for the task", { cause: err });
+          },
+        );
+        continue;
+      }
+      const [code, signal] = (state?.exitCode ?? "").split(":").map(Number);
+      if (code === undefined || Number.isNaN(code)) return -1;
+      return signal ? 128 + signal : code;
+    }
+  }
+
+  /** The ports of `spec.ports` on the node it runs on. */
+  async publishedPorts(): Promise<Record<number, string>> {
+    const node = this.record.node;
+    if (!node) return {};
+    return Object.fromEntries((this.record.ports ?? []).map((port) => [port, `${node}:${port}`]));
   }
 
   /**
@@ -176,15 +211,15 @@ export class SlurmInstance implements Instance {
       // the variables apply to the command on the node, not to srun here
       wrap.push(systemTool("env") ?? "env", ...Object.entries(env).map(([key, value]) => `${key}=${value}`));
     }
-    const result = await runShellCommand(command, {
+    const result = await runLocal(command, {
       // srun exports the service's environment to the step, never the request's; the tag
       // marks what the command starts
-      env: { ...process.env, [INSTANCE_TAG_VARIABLE]: this.tag },
+      processEnv: { ...process.env, [INSTANCE_TAG_VARIABLE]: this.tag },
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       maxOutputBytes: options.maxOutputBytes,
       wrap,
-      kill: (tag) => this.killCommand(tag),
+      onKill: (tag) => this.killCommand(tag),
     });
     if (result.exitCode !== 0 && /^srun: error:/m.test(result.stderr)) {
       const state = await this.settledState();

@@ -1,7 +1,8 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { ValidationError } from "../errors.js";
-import type { EnvType } from "../runtime/instance.js";
+import type { EnvType } from "./instance-spec.js";
+import { sanitizeName } from "./instance-name.js";
 
 /** What an environment folder holds, as far as building and running it is concerned. */
 export interface EnvFolder {
@@ -42,15 +43,6 @@ export function detectEnvType(source: string): EnvType {
   const importsFastApi = /^\s*(from\s+fastapi\s+import|import\s+fastapi)\b/m.test(source);
   const buildsApp = /^\s*app\s*(:\s*[\w.]+\s*)?=\s*(fastapi\.)?FastAPI\s*\(/m.test(source);
   return importsFastApi && buildsApp ? "http_based" : "function_based";
-}
-
-/** A name usable for containers, images and state folders. */
-export function sanitizeName(raw: string): string {
-  const name = raw
-    .toLowerCase()
-    .replace(/[^a-z0-9_.-]+/g, "-")
-    .replace(/^[^a-z0-9]+/, "");
-  return name || "env";
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,14 +1,15 @@
 import type Docker from "dockerode";
 import type { Readable } from "node:stream";
-import { BuildError } from "../errors.js";
-import type { Deadline } from "../util/deadline.js";
+import { BuildError } from "../../errors.js";
+import type { Deadline } from "../../util/deadline.js";
 
 /** How one `docker build` of a prepared context runs. */
 export interface RunBuildOptions {
   /** Tag of the built image. */
   tag: string;
   nocache: boolean | undefined;
-  buildargs?: Record<string, string>;
+  buildargs?: Readonly<Record<string, string>> | undefined;
+  labels?: Readonly<Record<string, string>> | undefined;
   /** No build output on stderr (`onProgress` still receives it). */
   quiet: boolean | undefined;
   onProgress: ((line: string) => void) | undefined;
@@ -46,7 +47,8 @@ export async function runBuild(docker: Docker, context: Readable, options: RunBu
         nocache: options.nocache ?? false,
         rm: true,
         forcerm: true,
-        ...(options.buildargs ? { buildargs: options.buildargs } : {}),
+        ...(options.buildargs ? { buildargs: { ...options.buildargs } } : {}),
+        ...(options.labels ? { labels: { ...options.labels } } : {}),
         ...(signal ? { abortSignal: signal } : {}),
       });
       await new Promise<void>((resolve, reject) => {
