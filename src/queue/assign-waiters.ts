@@ -11,11 +11,8 @@ const TOPIC = "queue_work";
  */
 export const ANNOUNCE_BATCH_MS = 10;
 
-/** Characters of one announcement at most (PostgreSQL takes payloads below 8000 bytes). */
-const MAX_ANNOUNCEMENT_CHARS = 1_900;
-
-/** An announcement from another process: per colony and executor type, how many to wake (-1: all). */
-const announcement = z.array(z.tuple([z.string(), z.string(), z.number().int().min(-1)]));
+/** An announcement from another process: colony, executor type, how many to wake (-1: all). */
+const announcement = z.tuple([z.string(), z.string(), z.number().int().min(-1)]);
 
 /**
  * Executors waiting in a long-poll assign, by colony and executor type, in every service
@@ -118,22 +115,11 @@ export class AssignWaiters {
     return woken;
   }
 
-  /** Tells the other processes the work not yet announced, in messages PostgreSQL takes. */
+  /** Tells the other processes the work not yet announced: one message per colony and type (names are short). */
   private announce(): void {
     clearTimeout(this.announceTimer);
     this.announceTimer = undefined;
-    let batch: Array<[string, string, number]> = [];
-    let chars = 0;
-    for (const entry of this.unannounced.values()) {
-      const size = JSON.stringify(entry).length + 1;
-      if (batch.length && chars + size > MAX_ANNOUNCEMENT_CHARS) {
-        this.db.publish(TOPIC, JSON.stringify(batch));
-        [batch, chars] = [[], 0];
-      }
-      batch.push(entry);
-      chars += size;
-    }
-    if (batch.length) this.db.publish(TOPIC, JSON.stringify(batch));
+    for (const entry of this.unannounced.values()) this.db.publish(TOPIC, JSON.stringify(entry));
     this.unannounced.clear();
   }
 
@@ -141,8 +127,8 @@ export class AssignWaiters {
     const parsed = message === undefined ? undefined : announcement.safeParse(safeJson(message)).data;
     // work may have come that no announcement names: every waiter looks again
     if (!parsed) return this.wakeEveryone();
-    for (const [colonyname, executortype, count] of parsed)
-      this.wake(colonyname, executortype, count < 0 ? Number.POSITIVE_INFINITY : count);
+    const [colonyname, executortype, count] = parsed;
+    this.wake(colonyname, executortype, count < 0 ? Number.POSITIVE_INFINITY : count);
   }
 
   private wakeEveryone(): void {

@@ -30,4 +30,24 @@ export interface Dialect {
   list(values: readonly string[]): unknown;
   /** Whether `err` is the refusal of a row that a UNIQUE or PRIMARY KEY constraint excludes. */
   isUniqueViolation(err: unknown): boolean;
+  /** Column types as each engine names them, so a table is declared once for both. */
+  readonly types: ColumnTypes;
+}
+
+/** The types of the tables' DDL. */
+export interface ColumnTypes {
+  /** A JSON document no query looks inside (PostgreSQL's `json` keeps it as written, "\u0000" included). */
+  doc: string;
+  /** JSON the queries look inside. */
+  json: string;
+  bigint: string;
+  smallint: string;
+  double: string;
+  bool: string;
+  /** An insertion-order primary key. */
+  serialKey: string;
+  /** An insertion order beside the table's own key (SQLite: the rowid's alias, which makes the key merely `key`). */
+  serial: string;
+  /** The constraint of a table's own key when it has a `serial` (a column's, or `key (a, b)`). */
+  key: string;
 }

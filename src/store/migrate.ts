@@ -1,15 +1,11 @@
 import { SchemaTooNewError } from "../errors.js";
 import type { Database, Transaction } from "./database.js";
 
-/** One engine's part of a migration: a script, or statements that need to look first. */
-export type MigrationStep = string | ((tx: Transaction) => Promise<void>);
-
-/** One schema change of a table set; an engine it does not name has nothing to change. */
+/** One schema change of a table set, on either engine (`tx.dialect` says which). */
 export interface Migration {
   /** What it changes and why, for whoever reads the list. */
   description: string;
-  sqlite?: MigrationStep;
-  postgres?: MigrationStep;
+  up(tx: Transaction): Promise<void>;
 }
 
 /**
@@ -48,11 +44,7 @@ export async function migrate(db: Database, set: TableSet): Promise<number> {
     const known = set.migrations.length;
     if (found > known) throw new SchemaTooNewError(set.name, found, known);
     if (found === known) return found;
-    for (const migration of set.migrations.slice(found)) {
-      const step = migration[tx.dialect.name];
-      if (typeof step === "string") await tx.exec(step);
-      else await step?.(tx);
-    }
+    for (const migration of set.migrations.slice(found)) await migration.up(tx);
     await tx.run(
       `INSERT INTO affinetes_schema (table_set, version, migrated_at) VALUES ($1, $2, $3)
        ON CONFLICT (table_set) DO UPDATE SET version = excluded.version, migrated_at = excluded.migrated_at`,

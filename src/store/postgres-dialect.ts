@@ -18,5 +18,16 @@ export const postgresDialect: Dialect = {
     `${column} @> jsonb_build_array(jsonb_build_object('${field}', CAST(${value} AS text)))`,
   inList: (column, param) => `${column} = ANY(CAST(${param} AS text[]))`,
   list: (values) => [...values],
+  types: {
+    doc: "JSON",
+    json: "JSONB",
+    bigint: "BIGINT",
+    smallint: "SMALLINT",
+    double: "DOUBLE PRECISION",
+    bool: "BOOLEAN",
+    serialKey: "BIGSERIAL PRIMARY KEY",
+    serial: "BIGSERIAL",
+    key: "PRIMARY KEY",
+  },
   isUniqueViolation: (err) => (err as { code?: unknown } | null)?.code === UNIQUE_VIOLATION,
 };

@@ -16,6 +16,17 @@ export const sqliteDialect: Dialect = {
     `EXISTS (SELECT 1 FROM json_each(${column}) AS je WHERE json_extract(je.value, '$.${field}') = ${value})`,
   inList: (column, param) => `${column} IN (SELECT value FROM json_each(${param}))`,
   list: (values) => JSON.stringify(values),
+  types: {
+    doc: "TEXT",
+    json: "TEXT",
+    bigint: "INTEGER",
+    smallint: "INTEGER",
+    double: "REAL",
+    bool: "INTEGER",
+    serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT",
+    serial: "INTEGER PRIMARY KEY",
+    key: "UNIQUE",
+  },
   isUniqueViolation: (err) => {
     const code = (err as { code?: unknown } | null)?.code;
     return code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY";

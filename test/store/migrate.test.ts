@@ -7,16 +7,31 @@ import { SqlQueueStore } from "../../src/queue/store/sql-queue-store.js";
 import { INSTANCE_TABLES } from "../../src/rollout/store/instance-migrations.js";
 import { SqlInstanceStore } from "../../src/rollout/store/sql-instance-store.js";
 import type { Database } from "../../src/store/database.js";
+import type { TableSet } from "../../src/store/migrate.js";
 import { migrate } from "../../src/store/migrate.js";
 import { openDatabase } from "../../src/store/open-database.js";
 import { afs } from "../helpers/afs.js";
-import { record } from "../rollout/store/instance-store-conformance.js";
 import { storeTargets } from "./store-targets.js";
 
 const LATEST = {
   rollout: INSTANCE_TABLES.migrations.length,
   control: CONTROL_TABLES.migrations.length,
   queue: QUEUE_TABLES.migrations.length,
+};
+
+/** A table set of the test's own, with two versions. */
+const NOTES: TableSet = {
+  name: "notes",
+  migrations: [
+    {
+      description: "notes",
+      up: (tx) => tx.exec("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)"),
+    },
+    {
+      description: "notes get an author",
+      up: (tx) => tx.exec("ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT 'nobody'"),
+    },
+  ],
 };
 
 async function versions(db: Database): Promise<Record<string, number>> {
@@ -60,25 +75,26 @@ describe.each(storeTargets)("schema versions on $name", (target) => {
     }
   });
 
-  it("an older version is migrated, its rows kept", async () => {
+  it("an older version is migrated, its rows kept; a migration that fails changes nothing", async () => {
     const { location, drop } = await target.fresh();
     const db = await openDatabase(location);
     try {
-      // the database as the first version left it, with a row written then
-      await migrate(db, { ...INSTANCE_TABLES, migrations: INSTANCE_TABLES.migrations.slice(0, 1) });
-      const v1Table = target.name === "sqlite" ? "instances" : "affinetes_instances";
-      await db.run(
-        `INSERT INTO ${v1Table} (run_id, owner, principal, container_type, image, resources, state, created_at,
-           last_used_at, num_cmd, config) VALUES ('old', 'svc-a', 'alice', 'docker', 'img:1', '{"cpus":2}',
-           'running', 1000, 2000, 3, '{"image":"img:1"}')`,
-      );
-      expect(await versions(db)).toEqual({ rollout: 1 });
-      const store = await SqlInstanceStore.open(db);
-      expect(await versions(db)).toEqual({ rollout: LATEST.rollout });
-      expect(await store.get("old")).toEqual(
-        record("old", { state: "running", resources: { cpus: 2 }, lastUsedAt: 2000, numCmd: 3 }),
-      );
-      expect(await store.allocated(["cpus", "instances"])).toEqual({ cpus: 2, instances: 1 });
+      await migrate(db, { ...NOTES, migrations: NOTES.migrations.slice(0, 1) });
+      await db.run("INSERT INTO notes (id, body) VALUES ('n1', 'kept')");
+      expect(await versions(db)).toEqual({ notes: 1 });
+      const failing: TableSet = {
+        name: "notes",
+        migrations: [
+          ...NOTES.migrations,
+          { description: "breaks", up: (tx) => tx.exec("DROP TABLE nowhere") },
+        ],
+      };
+      await expect(migrate(db, failing)).rejects.toThrow();
+      expect(await versions(db)).toEqual({ notes: 1 }); // the second step, which ran, rolled back with it
+      expect(await db.query("SELECT * FROM notes")).toEqual([{ id: "n1", body: "kept" }]);
+      expect(await migrate(db, NOTES)).toBe(1);
+      expect(await versions(db)).toEqual({ notes: 2 });
+      expect(await db.query("SELECT * FROM notes")).toEqual([{ id: "n1", body: "kept", author: "nobody" }]);
     } finally {
       await db.close();
       await drop();
@@ -100,7 +116,7 @@ describe.each(storeTargets)("schema versions on $name", (target) => {
         known: LATEST.queue,
       });
       expect((refused as Error).message).toMatch(
-        /queue tables are at schema version 99, newer than .* knows \(2\)/,
+        /queue tables are at schema version 99, newer than .* knows \(1\)/,
       );
       expect(await versions(db)).toEqual({ ...LATEST, queue: 99 });
       await SqlInstanceStore.open(db); // the other table sets are unaffected
@@ -118,7 +134,7 @@ describe.each(storeTargets)("schema versions on $name", (target) => {
       await db.run("UPDATE affinetes_schema SET version = 7 WHERE table_set = 'rollout'");
       const result = await afs(["serve", "--port", "0", "--db", location], { timeoutMs: 60_000 });
       expect(result.code).toBe(1);
-      expect(result.stderr).toMatch(/rollout tables are at schema version 7, newer than .* knows \(2\)/);
+      expect(result.stderr).toMatch(/rollout tables are at schema version 7, newer than .* knows \(1\)/);
       expect(result.stdout).not.toMatch(/listening/);
     } finally {
       await db.close();
